@@ -1,0 +1,329 @@
+#include "appliance.hh"
+
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "sluice/glue/kernel.hh"
+#include "sluice/glue/log.hh"
+#include "sluice/glue/port.hh"
+
+namespace sluice::app {
+namespace {
+
+static_assert(config::max_ports <= stats::max_ports, "counters must cover every port");
+
+constexpr unsigned ring_size = 1024;
+constexpr auto netlink_poll_interval_us = 10000;
+
+struct slowpath_arg {
+    fastpath::slowpath_ctx ctx;
+    glue::netlink_mirror* mirror;
+    const std::atomic<bool>* stop;
+    uint32_t idle_sleep_us;
+};
+
+int socket_of_port(uint16_t port)
+{
+    const int s = rte_eth_dev_socket_id(port);
+    return s < 0 ? 0 : s;
+}
+
+} // namespace
+
+appliance::appliance(config::appliance_config cfg)
+    : _cfg(std::move(cfg)), _stats(std::make_unique<stats::registry>())
+{
+}
+
+appliance::~appliance() { shut_down(); }
+
+result<void> appliance::bring_up()
+{
+    const unsigned nworkers = static_cast<unsigned>(_cfg.lcores.workers.size());
+    if (nworkers > fastpath::max_workers) {
+        return err("at most " + std::to_string(fastpath::max_workers) + " worker lcores");
+    }
+    for (unsigned l : _cfg.lcores.workers) {
+        if (!rte_lcore_is_enabled(l) || l == rte_get_main_lcore()) {
+            return err("worker lcore " + std::to_string(l) + " is not an enabled worker lcore");
+        }
+    }
+    if (!rte_lcore_is_enabled(_cfg.lcores.slowpath) ||
+        _cfg.lcores.slowpath == rte_get_main_lcore()) {
+        return err("slow-path lcore " + std::to_string(_cfg.lcores.slowpath) +
+                   " is not an enabled worker lcore");
+    }
+
+    // Probe every NIC first: pools are per NUMA socket of the ports.
+    _ports.resize(_cfg.ports.size());
+    for (size_t i = 0; i < _cfg.ports.size(); ++i) {
+        auto id = glue::probe(_cfg.ports[i].device);
+        if (!id) {
+            close_all();
+            return err("port " + _cfg.ports[i].name + ": " + id.err().message);
+        }
+        _ports[i].nic = *id;
+    }
+    // Every mbuf that can sit somewhere at once: NIC descriptors, exception descriptors,
+    // rings, and per-lcore caches, with room for bursts in flight.
+    std::map<int, unsigned> need;
+    for (size_t i = 0; i < _cfg.ports.size(); ++i) {
+        const auto& p = _cfg.ports[i];
+        need[socket_of_port(_ports[i].nic)] += p.queues * (p.rx_desc + p.tx_desc) +
+                                              2 * 1024 + 2 * nworkers * ring_size;
+    }
+    std::map<int, rte_mempool*> pool_of;
+    for (auto& [socket, n] : need) {
+        unsigned mbufs = 1;
+        while (mbufs < n + (nworkers + 2) * (256 + fastpath::burst_size)) {
+            mbufs <<= 1;
+        }
+        auto mp = glue::create_pool(socket, mbufs - 1, "mbufs_s" + std::to_string(socket));
+        if (!mp) {
+            close_all();
+            return mp.err();
+        }
+        _pools.push_back(*mp);
+        pool_of[socket] = *mp;
+        SLUICE_LOG(INFO, glue, "socket %d: %u mbufs", socket, mbufs - 1);
+    }
+
+    _ctx.resize(_cfg.ports.size());
+    for (size_t i = 0; i < _cfg.ports.size(); ++i) {
+        const auto& p = _cfg.ports[i];
+        auto& rt = _ports[i];
+        rte_mempool* mp = pool_of[socket_of_port(rt.nic)];
+        if (auto r = glue::configure_and_start(rt.nic, p.name, p.queues, p.queues, p.rx_desc,
+                                               p.tx_desc, p.mtu, mp);
+            !r) {
+            close_all();
+            return r;
+        }
+        rt.nic_up = true;
+        const auto mac = glue::port_mac(rt.nic);
+        const auto devargs =
+            glue::exception_devargs(_cfg.exception, static_cast<unsigned>(i), p.name, mac);
+        auto exc = glue::probe(devargs);
+        if (!exc) {
+            close_all();
+            return err("port " + p.name + ": exception interface: " + exc.err().message);
+        }
+        rt.exc = *exc;
+        if (auto r = glue::configure_and_start(rt.exc, p.name + " (exception)", 1, 1, 1024, 1024,
+                                               p.mtu, mp);
+            !r) {
+            close_all();
+            return r;
+        }
+        rt.exc_up = true;
+        if (auto r = glue::configure_interface(p.name, p.mtu, p.addresses); !r) {
+            close_all();
+            return r;
+        }
+        auto& c = _ctx[i];
+        c.nic = rt.nic;
+        c.exc = rt.exc;
+        c.index = static_cast<uint16_t>(i);
+        c.inject_worker = static_cast<uint16_t>(i % nworkers);
+        const int socket = socket_of_port(rt.nic);
+        for (unsigned w = 0; w < nworkers; ++w) {
+            for (int dir = 0; dir < 2; ++dir) {
+                const std::string name =
+                    std::string(dir == 0 ? "punt" : "inj") + "_p" + std::to_string(i) + "_w" +
+                    std::to_string(w);
+                rte_ring* r = rte_ring_create(name.c_str(), ring_size, socket,
+                                              RING_F_SP_ENQ | RING_F_SC_DEQ);
+                if (r == nullptr) {
+                    close_all();
+                    return err("cannot create ring " + name);
+                }
+                _rings.push_back(r);
+                (dir == 0 ? c.punt : c.inject)[w] = r;
+            }
+        }
+        SLUICE_LOG(INFO, glue, "port %s: device %s, MAC %s, %u queues, exception %s, link %s",
+                   p.name.c_str(), p.device.c_str(), mac.to_string().c_str(), p.queues,
+                   devargs.c_str(), glue::link_state(rt.nic).c_str());
+    }
+    for (const auto& r : _cfg.routes) {
+        if (auto res = glue::install_route(r, r.port); !res) {
+            close_all();
+            return res;
+        }
+    }
+
+    auto q = rcu::qsbr_domain::create(nworkers);
+    if (!q) {
+        close_all();
+        return q.err();
+    }
+    _qsbr = std::move(*q);
+    _fib = std::make_unique<rcu::published<net::fwd_table>>(*_qsbr);
+    std::map<unsigned, uint16_t> ifmap;
+    for (size_t i = 0; i < _cfg.ports.size(); ++i) {
+        auto idx = glue::ifindex(_cfg.ports[i].name);
+        if (!idx) {
+            close_all();
+            return idx.err();
+        }
+        ifmap[*idx] = static_cast<uint16_t>(i);
+    }
+    auto m = glue::netlink_mirror::create(ifmap, *_fib, socket_of_port(_ports[0].nic));
+    if (!m) {
+        close_all();
+        return m.err();
+    }
+    _mirror = std::move(*m);
+    if (auto r = _mirror->sync(); !r) {
+        close_all();
+        return r;
+    }
+    return ok();
+}
+
+int appliance::worker_main(void* arg)
+{
+    fastpath::worker_loop(*static_cast<const fastpath::worker_ctx*>(arg));
+    return 0;
+}
+
+int appliance::slowpath_main(void* arg)
+{
+    auto* a = static_cast<slowpath_arg*>(arg);
+    const uint64_t hz = rte_get_tsc_hz();
+    const uint64_t nl_interval = hz / (1000000 / netlink_poll_interval_us);
+    uint64_t next_nl = 0;
+    unsigned idle = 0;
+    while (!a->stop->load(std::memory_order_acquire)) {
+        const unsigned moved = fastpath::slowpath_poll(a->ctx);
+        a->ctx.counters->loops.add(1);
+        const uint64_t now = rte_rdtsc();
+        if (now >= next_nl) {
+            a->mirror->poll();
+            next_nl = now + nl_interval;
+        }
+        if (moved != 0) {
+            idle = 0;
+            continue;
+        }
+        a->ctx.counters->idle_loops.add(1);
+        if (a->idle_sleep_us != 0 && ++idle >= 256) {
+            rte_delay_us_sleep(a->idle_sleep_us);
+        }
+    }
+    delete a;
+    return 0;
+}
+
+result<void> appliance::launch()
+{
+    const unsigned nworkers = static_cast<unsigned>(_cfg.lcores.workers.size());
+    _workers.resize(nworkers);
+    for (unsigned w = 0; w < nworkers; ++w) {
+        if (auto r = _qsbr->register_reader(w); !r) {
+            return r;
+        }
+        auto& wc = _workers[w];
+        wc.queue = static_cast<uint16_t>(w);
+        wc.reader_id = w;
+        wc.ports = _ctx;
+        wc.counters = &_stats->lcore(_cfg.lcores.workers[w]);
+        wc.qsbr = _qsbr.get();
+        wc.stop = &_stop;
+        wc.idle_sleep_us = _cfg.lcores.idle_sleep_us;
+    }
+    for (unsigned w = 0; w < nworkers; ++w) {
+        if (rte_eal_remote_launch(worker_main, &_workers[w], _cfg.lcores.workers[w]) != 0) {
+            _stop.store(true, std::memory_order_release);
+            rte_eal_mp_wait_lcore();
+            return err("cannot launch worker lcore " + std::to_string(_cfg.lcores.workers[w]));
+        }
+    }
+    auto* sp = new slowpath_arg{
+        fastpath::slowpath_ctx{_ctx, nworkers, &_stats->lcore(_cfg.lcores.slowpath)},
+        _mirror.get(), &_stop, _cfg.lcores.idle_sleep_us};
+    if (rte_eal_remote_launch(slowpath_main, sp, _cfg.lcores.slowpath) != 0) {
+        delete sp;
+        _stop.store(true, std::memory_order_release);
+        rte_eal_mp_wait_lcore();
+        return err("cannot launch the slow-path lcore " + std::to_string(_cfg.lcores.slowpath));
+    }
+    _launched = true;
+    return ok();
+}
+
+void appliance::close_all() noexcept
+{
+    for (auto& p : _ports) {
+        if (p.exc_up) {
+            glue::close_port(p.exc);
+            p.exc_up = false;
+        }
+        if (p.nic_up) {
+            glue::close_port(p.nic);
+            p.nic_up = false;
+        }
+    }
+    for (rte_ring* r : _rings) {
+        void* m = nullptr;
+        while (rte_ring_dequeue(r, &m) == 0) {
+            rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+        }
+        rte_ring_free(r);
+    }
+    _rings.clear();
+}
+
+void appliance::shut_down() noexcept
+{
+    if (_launched) {
+        // Release pairs with the lcores' acquire load of the flag.
+        _stop.store(true, std::memory_order_release);
+        rte_eal_mp_wait_lcore();
+        _launched = false;
+    }
+    _mirror.reset();
+    _fib.reset();
+    close_all();
+}
+
+void appliance::print_stats() const
+{
+    const auto t = _stats->sum();
+    for (size_t i = 0; i < _cfg.ports.size(); ++i) {
+        const auto& p = t.port[i];
+        std::printf("stats: port=%s rx_packets=%" PRIu64 " rx_bytes=%" PRIu64
+                    " tx_packets=%" PRIu64 " tx_bytes=%" PRIu64 " to_kernel=%" PRIu64
+                    " from_kernel=%" PRIu64 "\n",
+                    _cfg.ports[i].name.c_str(), p.rx_packets, p.rx_bytes, p.tx_packets,
+                    p.tx_bytes, p.to_kernel, p.from_kernel);
+    }
+    std::printf("stats: drops total=%" PRIu64, t.total_drops());
+    for (size_t d = 0; d < stats::drop_count; ++d) {
+        std::printf(" %.*s=%" PRIu64, static_cast<int>(stats::drop_name(stats::drop(d)).size()),
+                    stats::drop_name(stats::drop(d)).data(), t.drops[d]);
+    }
+    std::printf("\n");
+    auto lcore_line = [&](unsigned l, const char* role) {
+        const auto& c = _stats->lcore(l);
+        std::printf("stats: lcore=%u role=%s loops=%" PRIu64 " idle_loops=%" PRIu64 "\n", l, role,
+                    c.loops.get(), c.idle_loops.get());
+    };
+    for (unsigned l : _cfg.lcores.workers) {
+        lcore_line(l, "worker");
+    }
+    lcore_line(_cfg.lcores.slowpath, "slowpath");
+    if (_mirror) {
+        std::printf("stats: fib tables=%" PRIu64 "\n", _mirror->tables_published());
+    }
+    std::fflush(stdout);
+}
+
+} // namespace sluice::app

@@ -1,0 +1,62 @@
+#pragma once
+// The running appliance: everything sluiced brings up, and its shutdown. Only wiring.
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "sluice/config/appliance.hh"
+#include "sluice/fastpath/worker.hh"
+#include "sluice/glue/netlink_mirror.hh"
+#include "sluice/net/fib.hh"
+#include "sluice/rcu/published.hh"
+#include "sluice/rcu/qsbr.hh"
+#include "sluice/stats/counters.hh"
+
+struct rte_mempool;
+struct rte_ring;
+
+namespace sluice::app {
+
+class appliance {
+public:
+    explicit appliance(config::appliance_config cfg);
+    ~appliance();
+
+    /// Brings up ports, exception interfaces, kernel config, rings, RCU and the netlink
+    /// mirror. The EAL must be initialised. On error, what was brought up is torn down.
+    result<void> bring_up();
+    /// Launches the worker and slow-path lcores.
+    result<void> launch();
+    /// Stops the lcores, closes every port (TAP interfaces disappear).
+    void shut_down() noexcept;
+
+    /// Prints counters per port, drops by reason, and per-lcore loop counts to stdout.
+    void print_stats() const;
+
+private:
+    struct port_rt {
+        uint16_t nic = 0;
+        uint16_t exc = 0;
+        bool nic_up = false;
+        bool exc_up = false;
+    };
+    static int worker_main(void* arg);
+    static int slowpath_main(void* arg);
+    void close_all() noexcept;
+
+    config::appliance_config _cfg;
+    std::vector<port_rt> _ports;
+    std::vector<fastpath::port_ctx> _ctx;
+    std::vector<fastpath::worker_ctx> _workers;
+    std::vector<rte_ring*> _rings;
+    std::vector<rte_mempool*> _pools;
+    std::unique_ptr<rcu::qsbr_domain> _qsbr;
+    std::unique_ptr<rcu::published<net::fwd_table>> _fib;
+    std::unique_ptr<glue::netlink_mirror> _mirror;
+    std::unique_ptr<stats::registry> _stats;
+    std::atomic<bool> _stop{false};
+    bool _launched = false;
+};
+
+} // namespace sluice::app

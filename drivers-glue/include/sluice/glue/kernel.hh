@@ -1,0 +1,24 @@
+#pragma once
+/// @file
+/// Configures the kernel side of an exception interface over rtnetlink: MTU, link up,
+/// addresses, and the appliance config's routes. Control path (start-up).
+
+#include <string>
+#include <vector>
+
+#include "sluice/base/result.hh"
+#include "sluice/config/appliance.hh"
+
+namespace sluice::glue {
+
+/// The ifindex of a kernel interface, or an error naming it.
+result<unsigned> ifindex(const std::string& name);
+
+/// Sets MTU and brings the interface up, then installs its addresses (IPv6 without DAD).
+result<void> configure_interface(const std::string& name, uint16_t mtu,
+                                 const std::vector<net::prefix>& addresses);
+
+/// Installs (or replaces) a route in the main table through the named interface.
+result<void> install_route(const config::route_conf& r, const std::string& ifname);
+
+} // namespace sluice::glue

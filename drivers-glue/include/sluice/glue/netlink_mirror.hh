@@ -1,0 +1,94 @@
+#pragma once
+/// @file
+/// Mirrors the kernel's routes and neighbours of the exception interfaces into the fast
+/// path's forwarding table (net::fwd_table), published through RCU. The kernel is the
+/// L2/L3 control plane (DESIGN.md §1); the fast path only reads its mirror.
+///
+/// mirror_state is pure (unit-tested with forged netlink messages); netlink_mirror owns the
+/// socket and runs on the slow-path lcore: poll() never blocks.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include <linux/netlink.h>
+
+#include "sluice/base/result.hh"
+#include "sluice/glue/netlink.hh"
+#include "sluice/net/fib.hh"
+#include "sluice/rcu/published.hh"
+
+namespace sluice::glue {
+
+/// What the kernel has, restricted to the mirrored interfaces.
+class mirror_state {
+public:
+    /// `ports` maps the kernel ifindex of each exception interface to its port index.
+    explicit mirror_state(std::map<unsigned, uint16_t> ports) : _ports(std::move(ports)) {}
+
+    /// Applies every netlink message in `buf`; returns how many changed the state.
+    unsigned apply(std::span<const uint8_t> buf);
+    /// Applies one message; true when it changed the state. Unknown types are ignored.
+    bool apply(const nlmsghdr* h);
+
+    [[nodiscard]] bool dirty() const noexcept { return _dirty; }
+    void clear_dirty() noexcept { _dirty = false; }
+    /// Forgets everything (before a full resync after an overrun).
+    void clear();
+
+    [[nodiscard]] std::vector<net::route> routes() const;
+    [[nodiscard]] std::vector<net::neighbour> neighbours() const;
+
+private:
+    struct route_key {
+        uint8_t table;
+        net::prefix dst;
+        uint32_t metric;
+        auto operator<=>(const route_key&) const = default;
+    };
+    bool apply_route(const nlmsghdr* h);
+    bool apply_neigh(const nlmsghdr* h);
+
+    std::map<unsigned, uint16_t> _ports;
+    std::map<route_key, net::route> _routes;
+    std::map<std::pair<uint16_t, net::ip_addr>, net::mac_addr> _neigh;
+    bool _dirty = false;
+};
+
+class netlink_mirror {
+public:
+    /// Opens the event socket. `out` receives each new table; `socket_id` is the NUMA node
+    /// the tables are allocated on.
+    static result<std::unique_ptr<netlink_mirror>> create(std::map<unsigned, uint16_t> ports,
+                                                          rcu::published<net::fwd_table>& out,
+                                                          int socket_id);
+
+    /// Dumps routes and neighbours and publishes a table. Blocking; start-up and resync.
+    result<void> sync();
+    /// Drains queued events; rebuilds and publishes when the state changed. Never blocks.
+    /// Returns true when it published a table.
+    bool poll();
+
+    [[nodiscard]] uint64_t tables_published() const noexcept { return _published; }
+    [[nodiscard]] const mirror_state& state() const noexcept { return _state; }
+
+private:
+    netlink_mirror(nl_socket s, std::map<unsigned, uint16_t> ports,
+                   rcu::published<net::fwd_table>& out, int socket_id)
+        : _sock(std::move(s)), _state(std::move(ports)), _out(out), _socket_id(socket_id)
+    {
+    }
+    bool rebuild();
+
+    nl_socket _sock;
+    mirror_state _state;
+    rcu::published<net::fwd_table>& _out;
+    int _socket_id;
+    uint64_t _published = 0;
+    bool _resync = false;
+};
+
+} // namespace sluice::glue

@@ -1,0 +1,206 @@
+#include "sluice/glue/kernel.hh"
+
+#include <net/if.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <linux/if_addr.h>
+
+#include "sluice/glue/netlink.hh"
+
+namespace sluice::glue {
+
+result<nl_socket> nl_socket::open(uint32_t groups, bool nonblocking)
+{
+    const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0),
+                            NETLINK_ROUTE);
+    if (fd < 0) {
+        return err(std::string("netlink socket: ") + std::strerror(errno));
+    }
+    sockaddr_nl sa{};
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = groups;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+        const int e = errno;
+        ::close(fd);
+        return err(std::string("netlink bind: ") + std::strerror(e));
+    }
+    int rcvbuf = 4 << 20; // survive bursts of route/neighbour events
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    return nl_socket(fd);
+}
+
+nl_socket::~nl_socket()
+{
+    if (_fd >= 0) {
+        ::close(_fd);
+    }
+}
+
+long nl_socket::receive(std::span<uint8_t> buf)
+{
+    const ssize_t n = ::recv(_fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return 0;
+    }
+    return n;
+}
+
+result<void> nl_socket::request(nl_msg& m)
+{
+    m.hdr()->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+    m.hdr()->nlmsg_seq = ++_seq;
+    const auto b = m.bytes();
+    if (::send(_fd, b.data(), b.size(), 0) < 0) {
+        return err(std::string("netlink send: ") + std::strerror(errno));
+    }
+    alignas(nlmsghdr) uint8_t buf[8192];
+    for (;;) {
+        const ssize_t n = ::recv(_fd, buf, sizeof(buf), 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return err(std::string("netlink recv: ") + std::strerror(errno));
+        }
+        ssize_t left = n;
+        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(left));
+             h = NLMSG_NEXT(h, left)) {
+            if (h->nlmsg_seq != _seq || h->nlmsg_type != NLMSG_ERROR) {
+                continue;
+            }
+            const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+            if (e->error != 0) {
+                return err(std::strerror(-e->error));
+            }
+            return ok();
+        }
+    }
+}
+
+result<void> nl_socket::dump(nl_msg& m, const std::function<void(const nlmsghdr*)>& fn)
+{
+    m.hdr()->nlmsg_flags |= NLM_F_REQUEST | NLM_F_DUMP;
+    m.hdr()->nlmsg_seq = ++_seq;
+    const auto b = m.bytes();
+    if (::send(_fd, b.data(), b.size(), 0) < 0) {
+        return err(std::string("netlink send: ") + std::strerror(errno));
+    }
+    alignas(nlmsghdr) static thread_local uint8_t buf[1 << 16];
+    for (;;) {
+        const ssize_t n = ::recv(_fd, buf, sizeof(buf), 0);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                continue; // nonblocking sockets spin briefly until the dump arrives
+            }
+            return err(std::string("netlink recv: ") + std::strerror(errno));
+        }
+        ssize_t left = n;
+        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(left));
+             h = NLMSG_NEXT(h, left)) {
+            if (h->nlmsg_seq != _seq) {
+                fn(h); // a multicast event interleaved with the dump: still news
+                continue;
+            }
+            if (h->nlmsg_type == NLMSG_DONE) {
+                return ok();
+            }
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+                return err(std::string("netlink dump: ") + std::strerror(-e->error));
+            }
+            fn(h);
+        }
+    }
+}
+
+result<unsigned> ifindex(const std::string& name)
+{
+    const unsigned i = if_nametoindex(name.c_str());
+    if (i == 0) {
+        return err("no kernel interface named \"" + name + "\"");
+    }
+    return i;
+}
+
+result<void> configure_interface(const std::string& name, uint16_t mtu,
+                                 const std::vector<net::prefix>& addresses)
+{
+    auto idx = ifindex(name);
+    if (!idx) {
+        return idx.err();
+    }
+    auto sock = nl_socket::open(0, false);
+    if (!sock) {
+        return sock.err();
+    }
+    ifinfomsg ifi{};
+    ifi.ifi_family = AF_UNSPEC;
+    ifi.ifi_index = static_cast<int>(*idx);
+    ifi.ifi_flags = IFF_UP;
+    ifi.ifi_change = IFF_UP;
+    nl_msg link(RTM_NEWLINK, 0, &ifi, sizeof(ifi));
+    link.attr_u32(IFLA_MTU, mtu);
+    if (auto r = sock->request(link); !r) {
+        return err("interface " + name + ": cannot set MTU " + std::to_string(mtu) +
+                   " and bring it up: " + r.err().message);
+    }
+    for (const auto& a : addresses) {
+        ifaddrmsg ifa{};
+        ifa.ifa_family = a.addr.is_v4() ? AF_INET : AF_INET6;
+        ifa.ifa_prefixlen = a.len;
+        ifa.ifa_scope = RT_SCOPE_UNIVERSE;
+        ifa.ifa_index = *idx;
+        nl_msg m(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, &ifa, sizeof(ifa));
+        const size_t alen = a.addr.is_v4() ? 4 : 16;
+        m.attr(IFA_LOCAL, a.addr.bytes.data(), alen);
+        m.attr(IFA_ADDRESS, a.addr.bytes.data(), alen);
+        if (a.addr.is_v6()) {
+            m.attr_u32(IFA_FLAGS, IFA_F_NODAD); // the box owns it; no need to wait for DAD
+        }
+        if (auto r = sock->request(m); !r) {
+            return err("interface " + name + ": cannot add address " + a.to_string() + ": " +
+                       r.err().message);
+        }
+    }
+    return ok();
+}
+
+result<void> install_route(const config::route_conf& r, const std::string& ifname)
+{
+    auto idx = ifindex(ifname);
+    if (!idx) {
+        return idx.err();
+    }
+    auto sock = nl_socket::open(0, false);
+    if (!sock) {
+        return sock.err();
+    }
+    rtmsg rt{};
+    rt.rtm_family = r.prefix.addr.is_v4() ? AF_INET : AF_INET6;
+    rt.rtm_dst_len = r.prefix.len;
+    rt.rtm_table = RT_TABLE_MAIN;
+    rt.rtm_protocol = RTPROT_STATIC;
+    rt.rtm_scope = r.via.is_set() ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+    rt.rtm_type = RTN_UNICAST;
+    nl_msg m(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, &rt, sizeof(rt));
+    const size_t alen = r.prefix.addr.is_v4() ? 4 : 16;
+    if (r.prefix.len > 0) {
+        m.attr(RTA_DST, r.prefix.addr.bytes.data(), alen);
+    }
+    if (r.via.is_set()) {
+        m.attr(RTA_GATEWAY, r.via.bytes.data(), alen);
+    }
+    m.attr_u32(RTA_OIF, *idx);
+    if (auto res = sock->request(m); !res) {
+        return err("route " + r.prefix.to_string() +
+                   (r.via.is_set() ? " via " + r.via.to_string() : std::string()) + " dev " +
+                   ifname + ": " + res.err().message);
+    }
+    return ok();
+}
+
+} // namespace sluice::glue

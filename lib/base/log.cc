@@ -1,0 +1,3 @@
+#include "sluice/base/log.hh"
+
+SLUICE_LOG_TYPE_DEFINE(base);
