@@ -66,8 +66,8 @@ result<void> nl_socket::request(nl_msg& m)
             }
             return err(std::string("netlink recv: ") + std::strerror(errno));
         }
-        ssize_t left = n;
-        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(left));
+        int left = static_cast<int>(n);
+        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left);
              h = NLMSG_NEXT(h, left)) {
             if (h->nlmsg_seq != _seq || h->nlmsg_type != NLMSG_ERROR) {
                 continue;
@@ -98,8 +98,8 @@ result<void> nl_socket::dump(nl_msg& m, const std::function<void(const nlmsghdr*
             }
             return err(std::string("netlink recv: ") + std::strerror(errno));
         }
-        ssize_t left = n;
-        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(left));
+        int left = static_cast<int>(n);
+        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left);
              h = NLMSG_NEXT(h, left)) {
             if (h->nlmsg_seq != _seq) {
                 fn(h); // a multicast event interleaved with the dump: still news

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -41,7 +42,7 @@ unsigned mirror_state::apply(std::span<const uint8_t> buf)
     unsigned changed = 0;
     int left = static_cast<int>(buf.size());
     for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data());
-         NLMSG_OK(h, static_cast<unsigned>(left)); h = NLMSG_NEXT(h, left)) {
+         NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
         changed += apply(h) ? 1 : 0;
     }
     return changed;
@@ -88,7 +89,9 @@ bool mirror_state::apply_route(const nlmsghdr* h)
             if (RTA_PAYLOAD(a) >= sizeof(rtnexthop)) {
                 const auto* nh = static_cast<const rtnexthop*>(RTA_DATA(a));
                 oif = static_cast<uint32_t>(nh->rtnh_ifindex);
-                int nlen = nh->rtnh_len - static_cast<int>(sizeof(rtnexthop));
+                // rtnh_len is untrusted: never walk past the attribute that holds it.
+                const int avail = static_cast<int>(RTA_PAYLOAD(a));
+                int nlen = std::min<int>(nh->rtnh_len, avail) - static_cast<int>(sizeof(rtnexthop));
                 for (auto* na = RTNH_DATA(nh); RTA_OK(na, nlen); na = RTA_NEXT(na, nlen)) {
                     if (na->rta_type == RTA_GATEWAY) {
                         r.gateway = addr_from(na, rt->rtm_family);
