@@ -1,0 +1,112 @@
+# shellcheck shell=bash
+# e2e harness: a topology with a unique prefix (namespaces, veths, 198.18.0.0/15 addresses),
+# sluiced inside the appliance namespace on net_af_packet ports, and cleanup that always
+# runs (trap EXIT). Source it, call e2e_setup, then `check "name" command...`.
+
+E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=../../scripts/topology.sh
+source "$E2E_ROOT/scripts/topology.sh"
+SLUICED="$E2E_ROOT/build/app/sluiced/sluiced"
+E2E_PREFIX="sle2e$$r$RANDOM"
+E2E_TMP=$(mktemp -d /tmp/sluice-e2e.XXXXXX)
+E2E_PASSED=0
+E2E_FAILED=0
+SLUICED_PID=""
+SLUICED_LOG="$E2E_TMP/sluiced.log"
+
+ns() { topo_ns "$E2E_PREFIX" "$1"; }
+in_ns() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+
+e2e_cleanup() {
+  sluiced_stop >/dev/null 2>&1 || true
+  topo_down "$E2E_PREFIX"
+  rm -rf "$E2E_TMP"
+}
+trap e2e_cleanup EXIT
+trap 'exit 130' INT TERM
+
+e2e_setup() {
+  topo_up "$E2E_PREFIX" || { echo "FAIL: topology"; exit 1; }
+}
+
+# A copy of the default config with a private state directory.
+e2e_config() {
+  sed "s|^state_dir = .*|state_dir = \"$E2E_TMP/state\";|" "$E2E_ROOT/conf/sluice.conf" >"$E2E_TMP/sluice.conf"
+  echo "$E2E_TMP/sluice.conf"
+}
+
+# sluiced_start CONF: starts sluiced in the appliance namespace and waits (bounded) until
+# it says it is ready.
+sluiced_start() {
+  : >"$SLUICED_LOG"
+  ip netns exec "$(ns app)" "$SLUICED" -c "$1" >"$SLUICED_LOG" 2>&1 &
+  SLUICED_PID=$!
+  local i
+  for i in $(seq 1 150); do
+    grep -q '^sluiced: ready' "$SLUICED_LOG" && return 0
+    kill -0 "$SLUICED_PID" 2>/dev/null || { cat "$SLUICED_LOG"; return 1; }
+    sleep 0.2
+  done
+  cat "$SLUICED_LOG"
+  return 1
+}
+
+# sluiced_stop: SIGTERM, bounded wait, then SIGKILL. Returns sluiced's exit status.
+sluiced_stop() {
+  [ -n "$SLUICED_PID" ] || return 0
+  local pid=$SLUICED_PID i rc
+  SLUICED_PID=""
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 137
+  fi
+  wait "$pid"
+  rc=$?
+  return $rc
+}
+
+# stat PORT FIELD / drop REASON: the value from a fresh SIGUSR1 counter dump.
+_stats_dump() {
+  local before
+  before=$(grep -c '^stats: drops' "$SLUICED_LOG")
+  kill -USR1 "$SLUICED_PID"
+  local i
+  for i in $(seq 1 50); do
+    [ "$(grep -c '^stats: drops' "$SLUICED_LOG")" -gt "$before" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+stat() {
+  _stats_dump || { echo -1; return; }
+  grep "^stats: port=$1 " "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+drop() {
+  _stats_dump || { echo -1; return; }
+  grep '^stats: drops' "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+# check NAME CMD...: runs a check, prints PASS/FAIL with the command's output on failure.
+check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    echo "PASS: $name"
+    E2E_PASSED=$((E2E_PASSED + 1))
+  else
+    echo "FAIL: $name"
+    printf '%s\n' "$out" | sed 's/^/    /'
+    E2E_FAILED=$((E2E_FAILED + 1))
+  fi
+}
+
+e2e_finish() {
+  echo "$E2E_PASSED passed, $E2E_FAILED failed"
+  [ "$E2E_FAILED" = 0 ]
+}
