@@ -71,24 +71,23 @@ sluiced_stop() {
   return $rc
 }
 
-# stat PORT FIELD / drop REASON: the value from a fresh SIGUSR1 counter dump.
-_stats_dump() {
-  local before
+# stats_refresh: asks sluiced for a counter dump (SIGUSR1) and waits for it. stat and drop
+# then read that one dump, so values compared with each other come from the same moment.
+stats_refresh() {
+  local before i
   before=$(grep -c '^stats: drops' "$SLUICED_LOG")
-  kill -USR1 "$SLUICED_PID"
-  local i
+  kill -USR1 "$SLUICED_PID" || return 1
   for i in $(seq 1 50); do
     [ "$(grep -c '^stats: drops' "$SLUICED_LOG")" -gt "$before" ] && return 0
     sleep 0.1
   done
   return 1
 }
+# stat PORT FIELD / drop REASON: a value of the latest dump.
 stat() {
-  _stats_dump || { echo -1; return; }
   grep "^stats: port=$1 " "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 drop() {
-  _stats_dump || { echo -1; return; }
   grep '^stats: drops' "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"
 }
 

@@ -68,16 +68,21 @@ t_tcp_plain() {
 
 t_counters_moved() {
   local rx tx tk fk lrx
+  stats_refresh || return 1
   rx=$(stat wan rx_packets); tx=$(stat wan tx_packets)
   tk=$(stat wan to_kernel); fk=$(stat wan from_kernel); lrx=$(stat lan rx_packets)
   echo "wan rx=$rx tx=$tx to_kernel=$tk from_kernel=$fk; lan rx=$lrx"
   # 5 pings + ARP + two HTTP transfers (1 MiB: hundreds of segments) + the nc session.
-  [ "$rx" -ge 100 ] && [ "$tx" -ge 700 ] && [ "$tk" -eq "$rx" ] && [ "$fk" -eq "$tx" ] &&
-    [ "$lrx" -ge 6 ]
+  [ "$rx" -ge 100 ] && [ "$tx" -ge 700 ] && [ "$lrx" -ge 6 ] || return 1
+  # Everything received went to the kernel and everything the kernel sent went out, but
+  # for the few frames in flight between two lcores when the counters were read.
+  local d1=$((tk - rx)) d2=$((fk - tx))
+  [ "${d1#-}" -le 8 ] && [ "${d2#-}" -le 8 ]
 }
 
 t_malformed_dropped() {
   local before after mac
+  stats_refresh || return 1
   before=$(drop ipv4_truncated)
   mac=$(ip -n "$(ns app)" link show wan | awk '/link\/ether/ {print $2}')
   in_ns client python3 - "$mac" <<'PY' || return 1
@@ -91,6 +96,7 @@ for _ in range(20):
     s.send(mac + src + b"\x08\x00" + b"\x45" + b"\x00" * 9)
 PY
   sleep 0.5
+  stats_refresh || return 1
   after=$(drop ipv4_truncated)
   echo "ipv4_truncated: $before -> $after"
   [ "$((after - before))" -eq 20 ] && kill -0 "$SLUICED_PID" &&
