@@ -313,8 +313,16 @@ void appliance::print_stats() const
     std::printf("\n");
     auto lcore_line = [&](unsigned l, const char* role) {
         const auto& c = _stats->lcore(l);
-        std::printf("stats: lcore=%u role=%s loops=%" PRIu64 " idle_loops=%" PRIu64 "\n", l, role,
-                    c.loops.get(), c.idle_loops.get());
+        const auto s = _stats->sum_lcore(l);
+        uint64_t rx = 0;
+        uint64_t tx = 0;
+        for (const auto& p : s.port) {
+            rx += p.rx_packets;
+            tx += p.tx_packets;
+        }
+        std::printf("stats: lcore=%u role=%s rx_packets=%" PRIu64 " tx_packets=%" PRIu64
+                    " loops=%" PRIu64 " idle_loops=%" PRIu64 "\n",
+                    l, role, rx, tx, c.loops.get(), c.idle_loops.get());
     };
     for (unsigned l : _cfg.lcores.workers) {
         lcore_line(l, "worker");
