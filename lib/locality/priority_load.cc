@@ -1,5 +1,7 @@
 #include "sluice/locality/priority_load.hh"
 
+#include "sluice/base/hash.hh"
+
 #include <algorithm>
 #include <string>
 
@@ -11,15 +13,6 @@ namespace {
 // hash, so they use their own mix of it (MurmurHash3 fmix64 with a fixed seed).
 constexpr uint64_t choice_seed = 0x2545f4914f6cdd1dULL;
 
-uint64_t fmix64(uint64_t k) noexcept
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
-}
 
 // Envoy's distributeLoad(): each level takes its share of the normalized availability until
 // the load runs out. Returns the load left over (from integer rounding).

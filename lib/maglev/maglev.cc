@@ -1,5 +1,7 @@
 #include "sluice/maglev/maglev.hh"
 
+#include "sluice/base/hash.hh"
+
 #include <algorithm>
 #include <limits>
 #include <string>
@@ -13,16 +15,6 @@ namespace {
 constexpr uint64_t offset_seed = 0x9e3779b97f4a7c15ULL;
 constexpr uint64_t skip_seed = 0xc2b2ae3d27d4eb4fULL;
 
-// MurmurHash3's 64-bit finalizer: a bijection with full avalanche.
-uint64_t fmix64(uint64_t k) noexcept
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ULL;
-    k ^= k >> 33;
-    return k;
-}
 
 struct ranked {
     uint64_t key;
