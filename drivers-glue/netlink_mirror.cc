@@ -126,7 +126,7 @@ bool mirror_state::apply_route(const nlmsghdr* h)
     const route_key key{static_cast<uint8_t>(table), r.dst, r.metric};
     if (h->nlmsg_type == RTM_DELROUTE) {
         const bool erased = _routes.erase(key) > 0;
-        _dirty = _dirty || erased;
+        _routes_dirty = _routes_dirty || erased;
         return erased;
     }
     auto [it, fresh] = _routes.try_emplace(key, r);
@@ -134,7 +134,7 @@ bool mirror_state::apply_route(const nlmsghdr* h)
         return false;
     }
     it->second = r;
-    _dirty = true;
+    _routes_dirty = true;
     return true;
 }
 
@@ -173,7 +173,7 @@ bool mirror_state::apply_neigh(const nlmsghdr* h)
         NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
     if (h->nlmsg_type == RTM_DELNEIGH || (nd->ndm_state & usable) == 0 || !has_mac) {
         const bool erased = _neigh.erase(key) > 0;
-        _dirty = _dirty || erased;
+        _neigh_dirty = _neigh_dirty || erased;
         return erased;
     }
     auto [it, fresh] = _neigh.try_emplace(key, mac);
@@ -181,13 +181,14 @@ bool mirror_state::apply_neigh(const nlmsghdr* h)
         return false;
     }
     it->second = mac;
-    _dirty = true;
+    _neigh_dirty = true;
     return true;
 }
 
 void mirror_state::clear()
 {
-    _dirty = _dirty || !_routes.empty() || !_neigh.empty();
+    _routes_dirty = _routes_dirty || !_routes.empty();
+    _neigh_dirty = _neigh_dirty || !_neigh.empty();
     _routes.clear();
     _neigh.clear();
 }
@@ -213,14 +214,15 @@ std::vector<net::neighbour> mirror_state::neighbours() const
 }
 
 result<std::unique_ptr<netlink_mirror>> netlink_mirror::create(
-    std::map<unsigned, uint16_t> ports, rcu::published<net::fwd_table>& out, int socket_id)
+    std::map<unsigned, uint16_t> ports, rcu::published<net::fwd_table>& routes,
+    rcu::published<net::neigh_table>& neighbours, int socket_id)
 {
     auto s = nl_socket::open(RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH, true);
     if (!s) {
         return s.err();
     }
     return std::unique_ptr<netlink_mirror>(
-        new netlink_mirror(std::move(*s), std::move(ports), out, socket_id));
+        new netlink_mirror(std::move(*s), std::move(ports), routes, neighbours, socket_id));
 }
 
 result<void> netlink_mirror::sync()
@@ -240,29 +242,41 @@ result<void> netlink_mirror::sync()
         return err("neighbour dump: " + r.err().message);
     }
     _resync = false;
-    _state.clear_dirty();
-    return rebuild() ? ok() : err("cannot build the forwarding table");
+    return rebuild(true) ? ok() : err("cannot build the route table");
 }
 
-bool netlink_mirror::rebuild()
+bool netlink_mirror::rebuild(bool force)
 {
-    const auto routes = _state.routes();
-    const auto neigh = _state.neighbours();
-    auto t = net::fwd_table::build(routes, neigh, _socket_id);
-    if (!t) {
-        SLUICE_LOG(ERR, glue, "forwarding table rebuild failed: %s", t.err().message.c_str());
-        return false;
+    bool published = false;
+    if (force || _state.neighbours_dirty()) {
+        const auto neigh = _state.neighbours();
+        _neigh_out.publish(net::neigh_table::build(neigh));
+        ++_neigh_tables;
+        published = true;
     }
-    _out.publish(std::move(*t));
-    ++_published;
-    SLUICE_LOG(DEBUG, glue, "forwarding table %lu: %zu routes, %zu neighbours",
-               static_cast<unsigned long>(_published), routes.size(), neigh.size());
-    return true;
+    if (force || _state.routes_dirty()) {
+        const auto routes = _state.routes();
+        auto t = net::fwd_table::build(routes, _socket_id);
+        if (!t) {
+            // Keep the previous table and try again on the next change.
+            SLUICE_LOG(ERR, glue, "route table rebuild failed: %s", t.err().message.c_str());
+            _state.clear_dirty();
+            return false;
+        }
+        _routes_out.publish(std::move(*t));
+        ++_route_tables;
+        published = true;
+        SLUICE_LOG(DEBUG, glue, "route table %lu: %zu routes",
+                   static_cast<unsigned long>(_route_tables), routes.size());
+    }
+    _state.clear_dirty();
+    return published;
 }
 
 bool netlink_mirror::poll()
 {
-    _out.reclaim();
+    _routes_out.reclaim();
+    _neigh_out.reclaim();
     alignas(nlmsghdr) static thread_local uint8_t buf[1 << 16];
     // Bounded: at most 64 reads per poll so the slow path keeps moving packets.
     for (int i = 0; i < 64; ++i) {
@@ -290,8 +304,7 @@ bool netlink_mirror::poll()
     if (!_state.dirty()) {
         return false;
     }
-    _state.clear_dirty();
-    return rebuild();
+    return rebuild(false);
 }
 
 } // namespace sluice::glue

@@ -1,5 +1,7 @@
 #include "appliance.hh"
 
+#include <unistd.h>
+
 #include <cinttypes>
 #include <cstdio>
 #include <map>
@@ -61,6 +63,12 @@ result<void> appliance::bring_up()
                    " is not an enabled worker lcore");
     }
 
+    if (_cfg.exception.kind == config::exception_kind::virtio_user &&
+        access(_cfg.exception.vhost_path.c_str(), R_OK | W_OK) != 0) {
+        return err("exception.kind \"virtio-user\" needs " + _cfg.exception.vhost_path +
+                   " (modprobe vhost-net), which is missing or not writable; or use kind = "
+                   "\"tap\"");
+    }
     // Probe every NIC first: pools are per NUMA socket of the ports.
     _ports.resize(_cfg.ports.size());
     for (size_t i = 0; i < _cfg.ports.size(); ++i) {
@@ -166,6 +174,7 @@ result<void> appliance::bring_up()
     }
     _qsbr = std::move(*q);
     _fib = std::make_unique<rcu::published<net::fwd_table>>(*_qsbr);
+    _neigh = std::make_unique<rcu::published<net::neigh_table>>(*_qsbr);
     std::map<unsigned, uint16_t> ifmap;
     for (size_t i = 0; i < _cfg.ports.size(); ++i) {
         auto idx = glue::ifindex(_cfg.ports[i].name);
@@ -175,7 +184,7 @@ result<void> appliance::bring_up()
         }
         ifmap[*idx] = static_cast<uint16_t>(i);
     }
-    auto m = glue::netlink_mirror::create(ifmap, *_fib, socket_of_port(_ports[0].nic));
+    auto m = glue::netlink_mirror::create(ifmap, *_fib, *_neigh, socket_of_port(_ports[0].nic));
     if (!m) {
         close_all();
         return m.err();
@@ -291,6 +300,7 @@ void appliance::shut_down() noexcept
     }
     _mirror.reset();
     _fib.reset();
+    _neigh.reset();
     close_all();
 }
 
@@ -329,7 +339,12 @@ void appliance::print_stats() const
     }
     lcore_line(_cfg.lcores.slowpath, "slowpath");
     if (_mirror) {
-        std::printf("stats: fib tables=%" PRIu64 "\n", _mirror->tables_published());
+        const auto* fib = _fib->load();
+        const auto* neigh = _neigh->load();
+        std::printf("stats: mirror route_tables=%" PRIu64 " neighbour_tables=%" PRIu64
+                    " routes=%zu neighbours=%zu\n",
+                    _mirror->route_tables_published(), _mirror->neighbour_tables_published(),
+                    fib != nullptr ? fib->route_count() : 0, neigh != nullptr ? neigh->size() : 0);
     }
     std::fflush(stdout);
 }

@@ -9,6 +9,7 @@
 #include "sluice/fastpath/worker.hh"
 #include "sluice/glue/netlink_mirror.hh"
 #include "sluice/net/fib.hh"
+#include "sluice/net/neigh.hh"
 #include "sluice/rcu/published.hh"
 #include "sluice/rcu/qsbr.hh"
 #include "sluice/stats/counters.hh"
@@ -53,6 +54,7 @@ private:
     std::vector<rte_mempool*> _pools;
     std::unique_ptr<rcu::qsbr_domain> _qsbr;
     std::unique_ptr<rcu::published<net::fwd_table>> _fib;
+    std::unique_ptr<rcu::published<net::neigh_table>> _neigh;
     std::unique_ptr<glue::netlink_mirror> _mirror;
     std::unique_ptr<stats::registry> _stats;
     std::atomic<bool> _stop{false};

@@ -8,24 +8,15 @@
 #include <rte_errno.h>
 #include <rte_fib.h>
 #include <rte_fib6.h>
-#include <rte_hash_crc.h>
 
 namespace sluice::net {
 namespace {
 
 std::atomic<uint32_t> g_fib_seq{0};
 
-uint32_t neigh_hash(uint16_t port, const ip_addr& ip) noexcept
-{
-    uint32_t h = rte_hash_crc_4byte(uint32_t{port} | (uint32_t{ip.family} << 16), 0x5eed);
-    return rte_hash_crc(ip.bytes.data(), ip.family == 4 ? 4 : 16, h);
-}
-
 } // namespace
 
-result<std::unique_ptr<fwd_table>> fwd_table::build(std::span<const route> routes,
-                                                    std::span<const neighbour> neighbours,
-                                                    int socket_id)
+result<std::unique_ptr<fwd_table>> fwd_table::build(std::span<const route> routes, int socket_id)
 {
     std::unique_ptr<fwd_table> t(new fwd_table());
     t->_nexthops.push_back(nexthop{}); // id 0: no route
@@ -88,21 +79,6 @@ result<std::unique_ptr<fwd_table>> fwd_table::build(std::span<const route> route
         t->_routes++;
     }
 
-    size_t cap = 16;
-    while (cap < neighbours.size() * 2) {
-        cap <<= 1;
-    }
-    t->_neigh.resize(cap);
-    for (const auto& n : neighbours) {
-        size_t i = neigh_hash(n.port, n.ip) & (cap - 1);
-        while (t->_neigh[i].used && !(t->_neigh[i].n.port == n.port && t->_neigh[i].n.ip == n.ip)) {
-            i = (i + 1) & (cap - 1);
-        }
-        if (!t->_neigh[i].used) {
-            t->_neigh_count++;
-        }
-        t->_neigh[i] = neigh_slot{n, true};
-    }
     return t;
 }
 
@@ -132,22 +108,6 @@ const nexthop* fwd_table::lookup(const ip_addr& dst) const noexcept
     uint64_t nh = 0;
     rte_fib6_lookup_bulk(_fib6, ip, &nh, 1);
     return nh == 0 ? nullptr : &_nexthops[nh];
-}
-
-const mac_addr* fwd_table::neighbour_mac(uint16_t port, const ip_addr& ip) const noexcept
-{
-    const size_t mask = _neigh.size() - 1;
-    for (size_t i = neigh_hash(port, ip) & mask, probes = 0; probes < _neigh.size();
-         i = (i + 1) & mask, ++probes) {
-        const auto& s = _neigh[i];
-        if (!s.used) {
-            return nullptr;
-        }
-        if (s.n.port == port && s.n.ip == ip) {
-            return &s.n.mac;
-        }
-    }
-    return nullptr;
 }
 
 } // namespace sluice::net

@@ -12,9 +12,9 @@ namespace {
 ip_addr ip(const char* s) { return *ip_addr::parse(s); }
 prefix pfx(const char* s) { return prefix::parse(s)->network(); }
 
-std::unique_ptr<fwd_table> build(const std::vector<route>& r, const std::vector<neighbour>& n = {})
+std::unique_ptr<fwd_table> build(const std::vector<route>& r)
 {
-    auto t = fwd_table::build(r, n, static_cast<int>(rte_socket_id()));
+    auto t = fwd_table::build(r, static_cast<int>(rte_socket_id()));
     EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.err().message);
     return t.ok() ? std::move(*t) : nullptr;
 }
@@ -77,28 +77,6 @@ TEST(FwdTable, Ipv6)
     EXPECT_EQ(t->lookup(ip("2001:db8:1::5"))->port, 0);
     EXPECT_EQ(t->lookup(ip("2001:db8:2::5"))->gateway.to_string(), "2001:db8::fe");
     EXPECT_EQ(t->lookup(ip("2001:db9::1")), nullptr);
-}
-
-TEST(FwdTable, Neighbours)
-{
-    std::vector<neighbour> n;
-    for (uint32_t i = 0; i < 1000; ++i) {
-        mac_addr m;
-        m.bytes = {2, 0, 0, 0, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
-        n.push_back({static_cast<uint16_t>(i % 2), ip_addr::v4(0xc6130000u + i), m});
-    }
-    n.push_back({1, ip("2001:db8::10"), *mac_addr::parse("02:00:00:00:aa:bb")});
-    auto t = build({}, n);
-    ASSERT_TRUE(t);
-    EXPECT_EQ(t->neighbour_count(), 1001u);
-    for (uint32_t i = 0; i < 1000; ++i) {
-        const mac_addr* m = t->neighbour_mac(static_cast<uint16_t>(i % 2), ip_addr::v4(0xc6130000u + i));
-        ASSERT_NE(m, nullptr) << i;
-        EXPECT_EQ(m->bytes[5], static_cast<uint8_t>(i));
-    }
-    EXPECT_EQ(t->neighbour_mac(1, ip_addr::v4(0xc6130000u)), nullptr) << "same IP, other port";
-    EXPECT_EQ(t->neighbour_mac(0, ip("198.20.0.1")), nullptr);
-    EXPECT_EQ(t->neighbour_mac(1, ip("2001:db8::10"))->to_string(), "02:00:00:00:aa:bb");
 }
 
 TEST(FwdTable, RebuildsAreIndependent)

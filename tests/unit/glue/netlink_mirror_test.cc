@@ -140,6 +140,21 @@ TEST_F(MirrorState, NeighboursFollowTheirState)
     EXPECT_TRUE(state.neighbours().empty());
 }
 
+TEST_F(MirrorState, RouteAndNeighbourChangesAreTrackedApart)
+{
+    // An rte_fib rebuild is expensive: a neighbour change must not ask for one.
+    const uint8_t mac[6] = {2, 0, 0, 0, 0, 9};
+    EXPECT_TRUE(apply(neigh_msg(RTM_NEWNEIGH, "198.19.1.10", if_lan, NUD_REACHABLE, mac)));
+    EXPECT_TRUE(state.neighbours_dirty());
+    EXPECT_FALSE(state.routes_dirty());
+    state.clear_dirty();
+    EXPECT_TRUE(apply(route_msg(RTM_NEWROUTE, "198.19.1.0", 24, if_lan)));
+    EXPECT_TRUE(state.routes_dirty());
+    EXPECT_FALSE(state.neighbours_dirty());
+    state.clear_dirty();
+    EXPECT_FALSE(state.dirty());
+}
+
 TEST_F(MirrorState, BufferOfSeveralMessagesAndTruncatedOnes)
 {
     auto a = route_msg(RTM_NEWROUTE, "198.18.0.0", 24, if_wan);

@@ -1,8 +1,10 @@
 #pragma once
 /// @file
 /// Mirrors the kernel's routes and neighbours of the exception interfaces into the fast
-/// path's forwarding table (net::fwd_table), published through RCU. The kernel is the
-/// L2/L3 control plane (DESIGN.md §1); the fast path only reads its mirror.
+/// path's route table (net::fwd_table) and neighbour table (net::neigh_table), each
+/// published through RCU and rebuilt only when its own part changed (an rte_fib rebuild
+/// costs tens of milliseconds; neighbours change far more often than routes). The kernel is
+/// the L2/L3 control plane (DESIGN.md §1); the fast path only reads its mirror.
 ///
 /// mirror_state is pure (unit-tested with forged netlink messages); netlink_mirror owns the
 /// socket and runs on the slow-path lcore: poll() never blocks.
@@ -19,6 +21,7 @@
 #include "sluice/base/result.hh"
 #include "sluice/glue/netlink.hh"
 #include "sluice/net/fib.hh"
+#include "sluice/net/neigh.hh"
 #include "sluice/rcu/published.hh"
 
 namespace sluice::glue {
@@ -34,8 +37,11 @@ public:
     /// Applies one message; true when it changed the state. Unknown types are ignored.
     bool apply(const nlmsghdr* h);
 
-    [[nodiscard]] bool dirty() const noexcept { return _dirty; }
-    void clear_dirty() noexcept { _dirty = false; }
+    /// Something changed since clear_dirty().
+    [[nodiscard]] bool dirty() const noexcept { return _routes_dirty || _neigh_dirty; }
+    [[nodiscard]] bool routes_dirty() const noexcept { return _routes_dirty; }
+    [[nodiscard]] bool neighbours_dirty() const noexcept { return _neigh_dirty; }
+    void clear_dirty() noexcept { _routes_dirty = _neigh_dirty = false; }
     /// Forgets everything (before a full resync after an overrun).
     void clear();
 
@@ -55,39 +61,46 @@ private:
     std::map<unsigned, uint16_t> _ports;
     std::map<route_key, net::route> _routes;
     std::map<std::pair<uint16_t, net::ip_addr>, net::mac_addr> _neigh;
-    bool _dirty = false;
+    bool _routes_dirty = false;
+    bool _neigh_dirty = false;
 };
 
 class netlink_mirror {
 public:
-    /// Opens the event socket. `out` receives each new table; `socket_id` is the NUMA node
-    /// the tables are allocated on.
-    static result<std::unique_ptr<netlink_mirror>> create(std::map<unsigned, uint16_t> ports,
-                                                          rcu::published<net::fwd_table>& out,
-                                                          int socket_id);
+    /// Opens the event socket. `routes` and `neighbours` receive each new table;
+    /// `socket_id` is the NUMA node route tables are allocated on.
+    static result<std::unique_ptr<netlink_mirror>> create(
+        std::map<unsigned, uint16_t> ports, rcu::published<net::fwd_table>& routes,
+        rcu::published<net::neigh_table>& neighbours, int socket_id);
 
     /// Dumps routes and neighbours and publishes a table. Blocking; start-up and resync.
     result<void> sync();
-    /// Drains queued events; rebuilds and publishes when the state changed. Never blocks.
-    /// Returns true when it published a table.
+    /// Drains queued events; rebuilds and publishes what changed. Never blocks (but for a
+    /// resync after the kernel dropped events). Returns true when it published a table.
     bool poll();
 
-    [[nodiscard]] uint64_t tables_published() const noexcept { return _published; }
+    [[nodiscard]] uint64_t route_tables_published() const noexcept { return _route_tables; }
+    [[nodiscard]] uint64_t neighbour_tables_published() const noexcept { return _neigh_tables; }
     [[nodiscard]] const mirror_state& state() const noexcept { return _state; }
 
 private:
     netlink_mirror(nl_socket s, std::map<unsigned, uint16_t> ports,
-                   rcu::published<net::fwd_table>& out, int socket_id)
-        : _sock(std::move(s)), _state(std::move(ports)), _out(out), _socket_id(socket_id)
+                   rcu::published<net::fwd_table>& routes,
+                   rcu::published<net::neigh_table>& neighbours, int socket_id)
+        : _sock(std::move(s)), _state(std::move(ports)), _routes_out(routes),
+          _neigh_out(neighbours), _socket_id(socket_id)
     {
     }
-    bool rebuild();
+    /// Publishes the tables whose part of the state changed (all when `force`).
+    bool rebuild(bool force);
 
     nl_socket _sock;
     mirror_state _state;
-    rcu::published<net::fwd_table>& _out;
+    rcu::published<net::fwd_table>& _routes_out;
+    rcu::published<net::neigh_table>& _neigh_out;
     int _socket_id;
-    uint64_t _published = 0;
+    uint64_t _route_tables = 0;
+    uint64_t _neigh_tables = 0;
     bool _resync = false;
 };
 

@@ -1,8 +1,8 @@
 #pragma once
 /// @file
-/// The fast path's forwarding view: longest-prefix match (rte_fib for IPv4, rte_fib6 for
-/// IPv6) to a next hop, and a neighbour table from (port, IP) to MAC. It mirrors what the
-/// kernel has on the exception interfaces (drivers-glue/netlink_mirror builds it).
+/// The fast path's route table: longest-prefix match (rte_fib for IPv4, rte_fib6 for IPv6)
+/// to a next hop. It mirrors the kernel's routes on the exception interfaces
+/// (drivers-glue/netlink_mirror builds it); neighbours are in neigh.hh.
 ///
 /// Immutable once built: a change builds a new table and publishes it through RCU
 /// (rcu::published<fwd_table>); readers never see a table being edited (STYLE P1, P3).
@@ -40,15 +40,6 @@ struct route {
     auto operator<=>(const route&) const = default;
 };
 
-/// A resolved neighbour on a port.
-struct neighbour {
-    uint16_t port = 0;
-    ip_addr ip;
-    mac_addr mac;
-
-    auto operator<=>(const neighbour&) const = default;
-};
-
 /// What a route lookup yields.
 struct nexthop {
     uint16_t port = 0;
@@ -60,7 +51,6 @@ class fwd_table {
 public:
     /// Builds a table. Duplicate destinations keep the lowest metric. Needs the EAL.
     static result<std::unique_ptr<fwd_table>> build(std::span<const route> routes,
-                                                    std::span<const neighbour> neighbours,
                                                     int socket_id);
     ~fwd_table();
     fwd_table(const fwd_table&) = delete;
@@ -70,25 +60,15 @@ public:
     [[nodiscard]] const nexthop* lookup(const ip_addr& dst) const noexcept;
     /// IPv4 lookup by host-order address. Hot path.
     [[nodiscard]] const nexthop* lookup4(uint32_t dst_host) const noexcept;
-    /// MAC of a neighbour; nullptr when unresolved. Hot path.
-    [[nodiscard]] const mac_addr* neighbour_mac(uint16_t port, const ip_addr& ip) const noexcept;
-
     [[nodiscard]] size_t route_count() const noexcept { return _routes; }
-    [[nodiscard]] size_t neighbour_count() const noexcept { return _neigh_count; }
 
 private:
     fwd_table() = default;
-    struct neigh_slot {
-        neighbour n;
-        bool used = false;
-    };
 
     rte_fib* _fib4 = nullptr;
     rte_fib6* _fib6 = nullptr;
     std::vector<nexthop> _nexthops; ///< index 0 is "no route"
-    std::vector<neigh_slot> _neigh; ///< open addressing, power-of-two size
     size_t _routes = 0;
-    size_t _neigh_count = 0;
 };
 
 } // namespace sluice::net
