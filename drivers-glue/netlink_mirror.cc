@@ -41,8 +41,8 @@ unsigned mirror_state::apply(std::span<const uint8_t> buf)
 {
     unsigned changed = 0;
     int left = static_cast<int>(buf.size());
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data());
-         NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
         changed += apply(h) ? 1 : 0;
     }
     return changed;
@@ -79,11 +79,21 @@ bool mirror_state::apply_route(const nlmsghdr* h)
     int len = static_cast<int>(RTM_PAYLOAD(h));
     for (auto* a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
         switch (a->rta_type) {
-        case RTA_DST: r.dst.addr = addr_from(a, rt->rtm_family); break;
-        case RTA_GATEWAY: r.gateway = addr_from(a, rt->rtm_family); break;
-        case RTA_OIF: oif = u32_from(a); break;
-        case RTA_PRIORITY: r.metric = u32_from(a); break;
-        case RTA_TABLE: table = u32_from(a); break;
+        case RTA_DST:
+            r.dst.addr = addr_from(a, rt->rtm_family);
+            break;
+        case RTA_GATEWAY:
+            r.gateway = addr_from(a, rt->rtm_family);
+            break;
+        case RTA_OIF:
+            oif = u32_from(a);
+            break;
+        case RTA_PRIORITY:
+            r.metric = u32_from(a);
+            break;
+        case RTA_TABLE:
+            table = u32_from(a);
+            break;
         case RTA_MULTIPATH: {
             // ECMP: the fast path mirrors the first next hop. TODO(sluice): all hops.
             if (RTA_PAYLOAD(a) >= sizeof(rtnexthop)) {
@@ -100,7 +110,8 @@ bool mirror_state::apply_route(const nlmsghdr* h)
             }
             break;
         }
-        default: break;
+        default:
+            break;
         }
     }
     if (!r.dst.addr.is_set()) {
@@ -110,12 +121,21 @@ bool mirror_state::apply_route(const nlmsghdr* h)
         return false;
     }
     switch (rt->rtm_type) {
-    case RTN_UNICAST: r.kind = net::route_kind::unicast; break;
-    case RTN_LOCAL: r.kind = net::route_kind::local; break;
-    case RTN_BLACKHOLE: r.kind = net::route_kind::blackhole; break;
+    case RTN_UNICAST:
+        r.kind = net::route_kind::unicast;
+        break;
+    case RTN_LOCAL:
+        r.kind = net::route_kind::local;
+        break;
+    case RTN_BLACKHOLE:
+        r.kind = net::route_kind::blackhole;
+        break;
     case RTN_UNREACHABLE:
-    case RTN_PROHIBIT: r.kind = net::route_kind::unreachable; break;
-    default: return false; // broadcast, multicast, anycast: the kernel's business
+    case RTN_PROHIBIT:
+        r.kind = net::route_kind::unreachable;
+        break;
+    default:
+        return false; // broadcast, multicast, anycast: the kernel's business
     }
     const auto port = _ports.find(oif);
     if (port == _ports.end()) {
@@ -213,9 +233,9 @@ std::vector<net::neighbour> mirror_state::neighbours() const
     return out;
 }
 
-result<std::unique_ptr<netlink_mirror>> netlink_mirror::create(
-    std::map<unsigned, uint16_t> ports, rcu::published<net::fwd_table>& routes,
-    rcu::published<net::neigh_table>& neighbours, int socket_id)
+result<std::unique_ptr<netlink_mirror>>
+netlink_mirror::create(std::map<unsigned, uint16_t> ports, rcu::published<net::fwd_table>& routes,
+                       rcu::published<net::neigh_table>& neighbours, int socket_id)
 {
     auto s = nl_socket::open(RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH, true);
     if (!s) {

@@ -14,8 +14,8 @@ namespace sluice::glue {
 
 result<rte_mempool*> create_pool(int socket, unsigned mbufs, const std::string& name)
 {
-    rte_mempool* mp = rte_pktmbuf_pool_create(name.c_str(), mbufs, 256, 0,
-                                              RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+    rte_mempool* mp =
+        rte_pktmbuf_pool_create(name.c_str(), mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
     if (mp == nullptr) {
         return err("cannot create mbuf pool " + name + " (" + std::to_string(mbufs) +
                    " mbufs on socket " + std::to_string(socket) + "): " + rte_strerror(rte_errno));
@@ -50,8 +50,8 @@ result<void> configure_and_start(uint16_t port, const std::string& name, uint16_
     }
     if (rx_queues > info.max_rx_queues || tx_queues > info.max_tx_queues) {
         return err("port " + name + ": needs " + std::to_string(rx_queues) + " RX and " +
-                   std::to_string(tx_queues) + " TX queues, device " + info.driver_name +
-                   " has " + std::to_string(info.max_rx_queues) + " and " +
+                   std::to_string(tx_queues) + " TX queues, device " + info.driver_name + " has " +
+                   std::to_string(info.max_rx_queues) + " and " +
                    std::to_string(info.max_tx_queues) +
                    " (for net_af_packet, set qpairs= in the device string)");
     }

@@ -13,7 +13,7 @@ PKGS=(
   libnuma-dev libpcap-dev libbsd-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  dpdk iproute2 iputils-ping ethtool curl netcat-openbsd python3 procps
+  dpdk iproute2 iputils-ping ethtool curl netcat-openbsd python3 procps clang-format
 )
 
 missing=()

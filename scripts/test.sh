@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test tier (unit, fast, pkt, e2e, and a short fuzz pass) and ends with one line
+# Runs every test tier (format, unit, fast, pkt, e2e, and a short fuzz pass) and ends with one line
 # "N passed, M failed". Exit status: 0 when nothing failed. Needs root: the e2e tier builds
-# network namespaces. Usage: sudo ./scripts/test.sh [unit|fast|pkt|e2e|fuzz ...]
+# network namespaces. Usage: sudo ./scripts/test.sh [format|unit|fast|pkt|e2e|fuzz ...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -18,7 +18,7 @@ if ! ninja -C build; then
 fi
 
 tiers=("$@")
-[ ${#tiers[@]} -gt 0 ] || tiers=(unit fast pkt e2e fuzz)
+[ ${#tiers[@]} -gt 0 ] || tiers=(format unit fast pkt e2e fuzz)
 passed=0
 failed=0
 failures=()
@@ -67,6 +67,24 @@ run_e2e() {
   failed=$((failed + f))
 }
 
+# Formatting (STYLE N2): every tracked C++ file as .clang-format says.
+run_format() {
+  local log="$logdir/format.log" files
+  echo "== format: clang-format --dry-run"
+  files=$(git ls-files '*.cc' '*.hh' 2>/dev/null)
+  if [ -z "$files" ]; then
+    files=$(find app lib drivers-glue tests perf -name '*.cc' -o -name '*.hh')
+  fi
+  # shellcheck disable=SC2086
+  if clang-format --dry-run --Werror $files >"$log" 2>&1; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("format: clang-format -i on the files below")
+    grep -oE '^[^:]+\.(cc|hh)' "$log" | sort -u | sed 's/^/   /'
+  fi
+}
+
 run_fuzz() {
   local bin=$1 log="$logdir/$(basename "$1").log"
   echo "== fuzz: $bin"
@@ -82,6 +100,7 @@ run_fuzz() {
 
 for t in "${tiers[@]}"; do
   case "$t" in
+    format) run_format ;;
     unit) run_gtest unit build/tests/unit/sluice-unit-tests ;;
     fast) run_gtest fast build/tests/dpdk/sluice-dpdk-tests ;;
     pkt) run_gtest pkt build/tests/pkt/sluice-pkt-tests ;;

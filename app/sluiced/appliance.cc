@@ -44,7 +44,10 @@ appliance::appliance(config::appliance_config cfg)
 {
 }
 
-appliance::~appliance() { shut_down(); }
+appliance::~appliance()
+{
+    shut_down();
+}
 
 result<void> appliance::bring_up()
 {
@@ -84,8 +87,8 @@ result<void> appliance::bring_up()
     std::map<int, unsigned> need;
     for (size_t i = 0; i < _cfg.ports.size(); ++i) {
         const auto& p = _cfg.ports[i];
-        need[socket_of_port(_ports[i].nic)] += p.queues * (p.rx_desc + p.tx_desc) +
-                                              2 * 1024 + 2 * nworkers * ring_size;
+        need[socket_of_port(_ports[i].nic)] +=
+            p.queues * (p.rx_desc + p.tx_desc) + 2 * 1024 + 2 * nworkers * ring_size;
     }
     std::map<int, rte_mempool*> pool_of;
     for (auto& [socket, n] : need) {
@@ -143,11 +146,10 @@ result<void> appliance::bring_up()
         const int socket = socket_of_port(rt.nic);
         for (unsigned w = 0; w < nworkers; ++w) {
             for (int dir = 0; dir < 2; ++dir) {
-                const std::string name =
-                    std::string(dir == 0 ? "punt" : "inj") + "_p" + std::to_string(i) + "_w" +
-                    std::to_string(w);
-                rte_ring* r = rte_ring_create(name.c_str(), ring_size, socket,
-                                              RING_F_SP_ENQ | RING_F_SC_DEQ);
+                const std::string name = std::string(dir == 0 ? "punt" : "inj") + "_p" +
+                                         std::to_string(i) + "_w" + std::to_string(w);
+                rte_ring* r =
+                    rte_ring_create(name.c_str(), ring_size, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
                 if (r == nullptr) {
                     close_all();
                     return err("cannot create ring " + name);
@@ -256,8 +258,8 @@ result<void> appliance::launch()
         }
     }
     auto* sp = new slowpath_arg{
-        fastpath::slowpath_ctx{_ctx, nworkers, &_stats->lcore(_cfg.lcores.slowpath)},
-        _mirror.get(), &_stop, _cfg.lcores.idle_sleep_us};
+        fastpath::slowpath_ctx{_ctx, nworkers, &_stats->lcore(_cfg.lcores.slowpath)}, _mirror.get(),
+        &_stop, _cfg.lcores.idle_sleep_us};
     if (rte_eal_remote_launch(slowpath_main, sp, _cfg.lcores.slowpath) != 0) {
         delete sp;
         _stop.store(true, std::memory_order_release);
@@ -309,11 +311,10 @@ void appliance::print_stats() const
     const auto t = _stats->sum();
     for (size_t i = 0; i < _cfg.ports.size(); ++i) {
         const auto& p = t.port[i];
-        std::printf("stats: port=%s rx_packets=%" PRIu64 " rx_bytes=%" PRIu64
-                    " tx_packets=%" PRIu64 " tx_bytes=%" PRIu64 " to_kernel=%" PRIu64
-                    " from_kernel=%" PRIu64 "\n",
-                    _cfg.ports[i].name.c_str(), p.rx_packets, p.rx_bytes, p.tx_packets,
-                    p.tx_bytes, p.to_kernel, p.from_kernel);
+        std::printf("stats: port=%s rx_packets=%" PRIu64 " rx_bytes=%" PRIu64 " tx_packets=%" PRIu64
+                    " tx_bytes=%" PRIu64 " to_kernel=%" PRIu64 " from_kernel=%" PRIu64 "\n",
+                    _cfg.ports[i].name.c_str(), p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes,
+                    p.to_kernel, p.from_kernel);
     }
     std::printf("stats: drops total=%" PRIu64, t.total_drops());
     for (size_t d = 0; d < stats::drop_count; ++d) {

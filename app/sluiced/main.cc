@@ -29,19 +29,18 @@ void on_signal(int sig)
 
 void usage(FILE* f)
 {
-    std::fprintf(f,
-                 "usage: sluiced [-c FILE] [--check]\n"
-                 "\n"
-                 "sluice appliance daemon: a DPDK load balancer enforcing the Istio\n"
-                 "traffic-management model.\n"
-                 "\n"
-                 "  -c, --config FILE  appliance config (default /etc/sluice/sluice.conf)\n"
-                 "      --check        validate the config and exit (0: valid, 2: errors)\n"
-                 "  -V, --version      print the version and exit\n"
-                 "  -h, --help         print this help and exit\n"
-                 "\n"
-                 "Signals: SIGINT/SIGTERM stop cleanly; SIGUSR1 prints counters.\n"
-                 "Exit status: 0 clean stop, 1 bring-up failure, 2 config or usage error.\n");
+    std::fprintf(f, "usage: sluiced [-c FILE] [--check]\n"
+                    "\n"
+                    "sluice appliance daemon: a DPDK load balancer enforcing the Istio\n"
+                    "traffic-management model.\n"
+                    "\n"
+                    "  -c, --config FILE  appliance config (default /etc/sluice/sluice.conf)\n"
+                    "      --check        validate the config and exit (0: valid, 2: errors)\n"
+                    "  -V, --version      print the version and exit\n"
+                    "  -h, --help         print this help and exit\n"
+                    "\n"
+                    "Signals: SIGINT/SIGTERM stop cleanly; SIGUSR1 prints counters.\n"
+                    "Exit status: 0 clean stop, 1 bring-up failure, 2 config or usage error.\n");
 }
 
 } // namespace
@@ -101,7 +100,7 @@ int main(int argc, char** argv)
         return 1;
     }
 
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);

@@ -24,6 +24,9 @@ void bug_report(const char* msg, const char* file, int line) noexcept
 #endif
 }
 
-uint64_t bug_count() noexcept { return g_bugs.load(std::memory_order_relaxed); }
+uint64_t bug_count() noexcept
+{
+    return g_bugs.load(std::memory_order_relaxed);
+}
 
 } // namespace sluice

@@ -92,8 +92,8 @@ public:
         return &s;
     }
 
-    bool string(const Setting& parent, const std::string& path, const char* key,
-                std::string& out, bool required = false)
+    bool string(const Setting& parent, const std::string& path, const char* key, std::string& out,
+                bool required = false)
     {
         if (!parent.exists(key)) {
             if (required) {
@@ -122,8 +122,8 @@ public:
             error(s, join(path, key), "must be an integer");
             return false;
         }
-        const long long v = s.getType() == Setting::TypeInt64 ? static_cast<long long>(s)
-                                                               : static_cast<int>(s);
+        const long long v =
+            s.getType() == Setting::TypeInt64 ? static_cast<long long>(s) : static_cast<int>(s);
         if (v < lo || v > hi) {
             error(s, join(path, key),
                   "value " + std::to_string(v) + " is out of range " + std::to_string(lo) + ".." +
@@ -157,8 +157,7 @@ public:
         for (int i = 0; i < list.getLength(); ++i) {
             const Setting& e = list[i];
             if (e.getType() != Setting::TypeInt || static_cast<int>(e) < 0) {
-                error(e, path + "[" + std::to_string(i) + "]",
-                      "must be a non-negative integer");
+                error(e, path + "[" + std::to_string(i) + "]", "must be a non-negative integer");
                 continue;
             }
             out.push_back(static_cast<unsigned>(static_cast<int>(e)));
@@ -267,7 +266,8 @@ void check_lcores(checker& c, const Setting& root, appliance_config& cfg,
                         "lcore " + std::to_string(l) + " is beyond RTE_MAX_LCORE (" +
                             std::to_string(RTE_MAX_LCORE) + ")");
             } else if (!seen.insert(l).second) {
-                c.error((*w)[static_cast<int>(i)], p, "lcore " + std::to_string(l) + " listed twice");
+                c.error((*w)[static_cast<int>(i)], p,
+                        "lcore " + std::to_string(l) + " listed twice");
             } else if (eal && eal->enabled.count(l) == 0) {
                 c.error((*w)[static_cast<int>(i)], p,
                         "unknown lcore " + std::to_string(l) +
@@ -324,8 +324,9 @@ void check_ports(checker& c, const Setting& root, appliance_config& cfg)
             c.error(ps, path, "must be a group { name = ...; device = ...; }");
             continue;
         }
-        c.check_keys(ps, path,
-                     {"name", "device", "queues", "rx_desc", "tx_desc", "mtu", "addresses", "snat"});
+        c.check_keys(
+            ps, path,
+            {"name", "device", "queues", "rx_desc", "tx_desc", "mtu", "addresses", "snat"});
         port_conf p;
         p.line = ps.getSourceLine();
         if (c.string(ps, path, "name", p.name, true)) {
@@ -451,8 +452,9 @@ void check_routes(checker& c, const Setting& root, appliance_config& cfg)
                                 std::to_string(r.via.family) + " but the prefix is IPv" +
                                 std::to_string(r.prefix.addr.family));
                 } else if (good && port != nullptr &&
-                           std::none_of(port->addresses.begin(), port->addresses.end(),
-                                        [&](const net::prefix& pa) { return pa.contains(r.via); })) {
+                           std::none_of(
+                               port->addresses.begin(), port->addresses.end(),
+                               [&](const net::prefix& pa) { return pa.contains(r.via); })) {
                     c.error(rs["via"], path + ".via",
                             "gateway " + r.via.to_string() + " is not on any subnet of port \"" +
                                 port->name + "\"");
@@ -532,7 +534,8 @@ void check_misc(checker& c, const Setting& root, appliance_config& cfg,
                     continue;
                 }
                 std::filesystem::path fp(f);
-                cfg.mesh.files.push_back(fp.is_absolute() ? f : (dir / fp).lexically_normal().string());
+                cfg.mesh.files.push_back(fp.is_absolute() ? f
+                                                          : (dir / fp).lexically_normal().string());
             }
         }
         if (c.string(*g, "mesh", "cluster_domain", cfg.mesh.cluster_domain) &&

@@ -10,17 +10,28 @@ namespace {
 constexpr stats::drop to_drop(net::malformed m) noexcept
 {
     switch (m) {
-    case net::malformed::runt: return stats::drop::runt;
-    case net::malformed::vlan_truncated: return stats::drop::vlan_truncated;
-    case net::malformed::arp_truncated: return stats::drop::arp_truncated;
-    case net::malformed::ipv4_truncated: return stats::drop::ipv4_truncated;
-    case net::malformed::ipv4_bad_header: return stats::drop::ipv4_bad_header;
-    case net::malformed::ipv4_bad_length: return stats::drop::ipv4_bad_length;
-    case net::malformed::ipv6_truncated: return stats::drop::ipv6_truncated;
-    case net::malformed::ipv6_bad_header: return stats::drop::ipv6_bad_header;
-    case net::malformed::ipv6_bad_length: return stats::drop::ipv6_bad_length;
-    case net::malformed::l4_truncated: return stats::drop::l4_truncated;
-    case net::malformed::none: break;
+    case net::malformed::runt:
+        return stats::drop::runt;
+    case net::malformed::vlan_truncated:
+        return stats::drop::vlan_truncated;
+    case net::malformed::arp_truncated:
+        return stats::drop::arp_truncated;
+    case net::malformed::ipv4_truncated:
+        return stats::drop::ipv4_truncated;
+    case net::malformed::ipv4_bad_header:
+        return stats::drop::ipv4_bad_header;
+    case net::malformed::ipv4_bad_length:
+        return stats::drop::ipv4_bad_length;
+    case net::malformed::ipv6_truncated:
+        return stats::drop::ipv6_truncated;
+    case net::malformed::ipv6_bad_header:
+        return stats::drop::ipv6_bad_header;
+    case net::malformed::ipv6_bad_length:
+        return stats::drop::ipv6_bad_length;
+    case net::malformed::l4_truncated:
+        return stats::drop::l4_truncated;
+    case net::malformed::none:
+        break;
     }
     return stats::drop::count;
 }

@@ -46,8 +46,8 @@ unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
         }
     }
     if (npunt > 0) {
-        const unsigned q = rte_ring_sp_enqueue_burst(p.punt[w.queue],
-                                                     reinterpret_cast<void**>(punt), npunt, nullptr);
+        const unsigned q = rte_ring_sp_enqueue_burst(
+            p.punt[w.queue], reinterpret_cast<void**>(punt), npunt, nullptr);
         if (q < npunt) [[unlikely]] {
             c.count_drop(stats::drop::exception_full, npunt - q);
             rte_pktmbuf_free_bulk(punt + q, npunt - q);

@@ -49,8 +49,7 @@ std::string_view value_of(const node& n, std::string_view key)
 
 std::string_view value_of(const endpoint& e, std::string_view key)
 {
-    return special_or_label(key, e.locality, e.network, e.node_name, e.cluster,
-                            e.endpoint_labels);
+    return special_or_label(key, e.locality, e.network, e.node_name, e.cluster, e.endpoint_labels);
 }
 
 // Istio applies failoverPriority only when the proxy has labels (applyFailoverPriorities).
@@ -94,8 +93,8 @@ uint32_t failover_priority_tier(const node& self, const endpoint& ep,
 {
     const auto n = static_cast<uint32_t>(fp.size());
     for (uint32_t j = 0; j < n; ++j) {
-        const std::string_view mine = fp[j].value ? std::string_view{*fp[j].value}
-                                                  : value_of(self, fp[j].key);
+        const std::string_view mine =
+            fp[j].value ? std::string_view{*fp[j].value} : value_of(self, fp[j].key);
         if (mine != value_of(ep, fp[j].key)) {
             return n - j;
         }
@@ -280,9 +279,9 @@ result<plan> build_plan(const node& self, std::span<const endpoint> endpoints, c
                 }
                 for (const where& loc : matched) {
                     claimed[loc] = true;
-                    weight[loc] = total == 0 ? 0
-                                             : static_cast<uint32_t>(
-                                                   (original[loc] * w + total - 1) / total);
+                    weight[loc] =
+                        total == 0 ? 0
+                                   : static_cast<uint32_t>((original[loc] * w + total - 1) / total);
                 }
             }
             // Localities no `to` matched lose their endpoints.
@@ -345,8 +344,8 @@ result<plan> build_plan(const node& self, std::span<const endpoint> endpoints, c
             out.excluded.push_back(i);
             continue;
         }
-        const auto l = static_cast<uint32_t>(
-            std::lower_bound(tiers.begin(), tiers.end(), tier[i]) - tiers.begin());
+        const auto l = static_cast<uint32_t>(std::lower_bound(tiers.begin(), tiers.end(), tier[i]) -
+                                             tiers.begin());
         out.level_of[i] = l;
         out.levels[l].endpoints.push_back(i);
         out.levels[l].weights.push_back(endpoints[i].weight);

@@ -13,7 +13,6 @@ namespace {
 // hash, so they use their own mix of it (MurmurHash3 fmix64 with a fixed seed).
 constexpr uint64_t choice_seed = 0x2545f4914f6cdd1dULL;
 
-
 // Envoy's distributeLoad(): each level takes its share of the normalized availability until
 // the load runs out. Returns the load left over (from integer rounding).
 uint32_t distribute_load(std::vector<uint8_t>& load, const std::vector<uint8_t>& health,
@@ -90,8 +89,8 @@ result<selector> selector::compute(const plan& p, std::span<const health> endpoi
     } else {
         bool all_panic = true;
         for (size_t l = 0; l < nlevels; ++l) {
-            const bool panic = normalized < 100 && uint64_t{healthy[l]} * 100 <
-                                                       uint64_t{threshold} * total[l];
+            const bool panic =
+                normalized < 100 && uint64_t{healthy[l]} * 100 < uint64_t{threshold} * total[l];
             s._levels[l].panic = panic;
             all_panic = all_panic && panic;
         }

@@ -15,7 +15,6 @@ namespace {
 constexpr uint64_t offset_seed = 0x9e3779b97f4a7c15ULL;
 constexpr uint64_t skip_seed = 0xc2b2ae3d27d4eb4fULL;
 
-
 struct ranked {
     uint64_t key;
     uint32_t weight;
@@ -68,8 +67,7 @@ result<table> table::build(std::span<const endpoint> endpoints, uint32_t table_s
     const std::string where = "maglev.tableSize";
     if (table_size < min_table_size || table_size > max_table_size) {
         return err("table size " + std::to_string(table_size) + " is outside [" +
-                       std::to_string(min_table_size) + ", " + std::to_string(max_table_size) +
-                       "]",
+                       std::to_string(min_table_size) + ", " + std::to_string(max_table_size) + "]",
                    where);
     }
     if (!is_prime(table_size)) {
@@ -92,8 +90,8 @@ result<table> table::build(std::span<const endpoint> endpoints, uint32_t table_s
     for (size_t i = 1; i < eps.size(); ++i) {
         if (eps[i].key == eps[i - 1].key) {
             return err("duplicate endpoint key " + std::to_string(eps[i].key) + " (inputs " +
-                       std::to_string(eps[i - 1].input) + " and " +
-                       std::to_string(eps[i].input) + ")");
+                       std::to_string(eps[i - 1].input) + " and " + std::to_string(eps[i].input) +
+                       ")");
         }
     }
 

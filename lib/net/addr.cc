@@ -119,7 +119,10 @@ bool prefix::contains(const ip_addr& a) const noexcept
     return other.network().addr == network().addr;
 }
 
-std::string prefix::to_string() const { return addr.to_string() + "/" + std::to_string(len); }
+std::string prefix::to_string() const
+{
+    return addr.to_string() + "/" + std::to_string(len);
+}
 
 result<mac_addr> mac_addr::parse(std::string_view text)
 {
@@ -141,8 +144,8 @@ result<mac_addr> mac_addr::parse(std::string_view text)
 std::string mac_addr::to_string() const
 {
     char buf[18];
-    std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", bytes[0], bytes[1],
-                  bytes[2], bytes[3], bytes[4], bytes[5]);
+    std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", bytes[0], bytes[1], bytes[2],
+                  bytes[3], bytes[4], bytes[5]);
     return buf;
 }
 

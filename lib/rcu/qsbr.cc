@@ -28,7 +28,10 @@ result<std::unique_ptr<qsbr_domain>> qsbr_domain::create(unsigned max_readers)
     return d;
 }
 
-qsbr_domain::~qsbr_domain() { std::free(_v); }
+qsbr_domain::~qsbr_domain()
+{
+    std::free(_v);
+}
 
 result<void> qsbr_domain::register_reader(unsigned id)
 {

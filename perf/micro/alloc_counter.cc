@@ -9,7 +9,10 @@ std::atomic<uint64_t> g_allocs{0};
 } // namespace
 
 namespace sluice::perf {
-uint64_t alloc_count() noexcept { return g_allocs.load(std::memory_order_relaxed); }
+uint64_t alloc_count() noexcept
+{
+    return g_allocs.load(std::memory_order_relaxed);
+}
 } // namespace sluice::perf
 
 void* operator new(std::size_t n)
@@ -20,8 +23,23 @@ void* operator new(std::size_t n)
     }
     throw std::bad_alloc();
 }
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void* operator new[](std::size_t n)
+{
+    return operator new(n);
+}
+void operator delete(void* p) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void* p) noexcept
+{
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept
+{
+    std::free(p);
+}

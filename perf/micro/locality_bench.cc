@@ -48,9 +48,9 @@ plan plan_or_die(const std::vector<endpoint>& eps, const policy& pol)
 
 void set_allocs(benchmark::State& state, uint64_t a0)
 {
-    state.counters["allocs_per_op"] = benchmark::Counter(
-        static_cast<double>(sluice::perf::alloc_count() - a0) /
-        static_cast<double>(state.iterations()));
+    state.counters["allocs_per_op"] =
+        benchmark::Counter(static_cast<double>(sluice::perf::alloc_count() - a0) /
+                           static_cast<double>(state.iterations()));
 }
 
 // Health: every third endpoint down, so several levels share the load.

@@ -40,9 +40,9 @@ table build_or_die(const std::vector<endpoint>& eps, uint32_t size)
 
 void set_allocs(benchmark::State& state, uint64_t a0)
 {
-    state.counters["allocs_per_op"] = benchmark::Counter(
-        static_cast<double>(sluice::perf::alloc_count() - a0) /
-        static_cast<double>(state.iterations()));
+    state.counters["allocs_per_op"] =
+        benchmark::Counter(static_cast<double>(sluice::perf::alloc_count() - a0) /
+                           static_cast<double>(state.iterations()));
 }
 
 // Balance of a table: stddev of slot shares relative to the mean, and max/min.

@@ -43,14 +43,23 @@ void run(benchmark::State& state, const std::vector<uint8_t>& f)
         benchmark::DoNotOptimize(r);
         benchmark::DoNotOptimize(info);
     }
-    state.counters["allocs_per_op"] = benchmark::Counter(
-        static_cast<double>(sluice::perf::alloc_count() - a0) /
-        static_cast<double>(state.iterations()));
+    state.counters["allocs_per_op"] =
+        benchmark::Counter(static_cast<double>(sluice::perf::alloc_count() - a0) /
+                           static_cast<double>(state.iterations()));
 }
 
-void BM_parse_tcp4(benchmark::State& state) { run(state, tcp4_frame()); }
-void BM_parse_udp6_ext(benchmark::State& state) { run(state, udp6_frame_with_ext()); }
-void BM_parse_runt(benchmark::State& state) { run(state, std::vector<uint8_t>(10, 0)); }
+void BM_parse_tcp4(benchmark::State& state)
+{
+    run(state, tcp4_frame());
+}
+void BM_parse_udp6_ext(benchmark::State& state)
+{
+    run(state, udp6_frame_with_ext());
+}
+void BM_parse_runt(benchmark::State& state)
+{
+    run(state, std::vector<uint8_t>(10, 0));
+}
 
 } // namespace
 

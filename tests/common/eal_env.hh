@@ -20,9 +20,9 @@ namespace sluice::test {
 /// Initialises the EAL once for the whole test program (from main).
 inline bool init_eal(const char* prog)
 {
-    std::vector<std::string> args = {prog,       "--no-huge",     "--no-pci", "--no-shconf",
-                                     "-m",       "256",           "-l",       "0",
-                                     "--no-telemetry", "--log-level", "lib.*:error"};
+    std::vector<std::string> args = {
+        prog, "--no-huge", "--no-pci",       "--no-shconf", "-m",         "256",
+        "-l", "0",         "--no-telemetry", "--log-level", "lib.*:error"};
     std::vector<char*> argv;
     for (auto& a : args) {
         argv.push_back(a.data());

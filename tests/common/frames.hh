@@ -33,7 +33,8 @@ inline uint16_t csum(const uint8_t* p, size_t n, uint32_t sum = 0)
     return static_cast<uint16_t>(~sum);
 }
 
-inline bytes eth(uint16_t ether_type, const bytes& payload, std::initializer_list<uint16_t> vlans = {})
+inline bytes eth(uint16_t ether_type, const bytes& payload,
+                 std::initializer_list<uint16_t> vlans = {})
 {
     bytes b(mac_b, mac_b + 6);
     b.insert(b.end(), mac_a, mac_a + 6);

@@ -9,8 +9,14 @@
 namespace sluice::net {
 namespace {
 
-ip_addr ip(const char* s) { return *ip_addr::parse(s); }
-prefix pfx(const char* s) { return prefix::parse(s)->network(); }
+ip_addr ip(const char* s)
+{
+    return *ip_addr::parse(s);
+}
+prefix pfx(const char* s)
+{
+    return prefix::parse(s)->network();
+}
 
 std::unique_ptr<fwd_table> build(const std::vector<route>& r)
 {

@@ -38,8 +38,7 @@ TEST(PortBringUp, UnknownDeviceIsAnError)
 {
     auto id = probe("net_nosuchdriver0");
     ASSERT_FALSE(id.ok());
-    EXPECT_NE(id.err().message.find("cannot probe device \"net_nosuchdriver0\""),
-              std::string::npos)
+    EXPECT_NE(id.err().message.find("cannot probe device \"net_nosuchdriver0\""), std::string::npos)
         << id.err().message;
 }
 

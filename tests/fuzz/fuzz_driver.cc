@@ -12,7 +12,10 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 // libconfig leaks its error-message buffer when a parse fails; not ours to fix.
-extern "C" const char* __lsan_default_suppressions() { return "leak:libconfig\n"; }
+extern "C" const char* __lsan_default_suppressions()
+{
+    return "leak:libconfig\n";
+}
 std::vector<std::vector<uint8_t>> fuzz_seeds();
 
 int main(int argc, char** argv)
@@ -60,7 +63,8 @@ int main(int argc, char** argv)
                 if (!other.empty() && !buf.empty()) {
                     const size_t at = rng() % buf.size();
                     const size_t from = rng() % other.size();
-                    for (size_t i = 0; at + i < buf.size() && from + i < other.size() && i < 16; ++i) {
+                    for (size_t i = 0; at + i < buf.size() && from + i < other.size() && i < 16;
+                         ++i) {
                         buf[at + i] = other[from + i];
                     }
                 }
@@ -68,8 +72,8 @@ int main(int argc, char** argv)
             }
             default:
                 if (buf.size() >= 2) { // interesting 16-bit values (lengths, types)
-                    static const uint16_t vals[] = {0, 1, 0x7f, 0x80, 0xff, 0x100, 0x7fff,
-                                                    0x8000, 0xffff, 20, 40, 14};
+                    static const uint16_t vals[] = {0,      1,      0x7f,   0x80, 0xff, 0x100,
+                                                    0x7fff, 0x8000, 0xffff, 20,   40,   14};
                     const size_t at = rng() % (buf.size() - 1);
                     const uint16_t v = vals[rng() % (sizeof(vals) / sizeof(vals[0]))];
                     buf[at] = static_cast<uint8_t>(v >> 8);

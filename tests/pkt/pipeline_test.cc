@@ -20,11 +20,14 @@ using stats::drop;
 struct golden {
     const char* description;
     bytes input;
-    bool to_kernel;  ///< else dropped
-    drop reason;     ///< when dropped
+    bool to_kernel; ///< else dropped
+    drop reason;    ///< when dropped
 };
 
-bytes tagged(const bytes& inner_ip) { return eth(0x0800, inner_ip, {42}); }
+bytes tagged(const bytes& inner_ip)
+{
+    return eth(0x0800, inner_ip, {42});
+}
 
 std::vector<golden> cases()
 {
@@ -47,7 +50,8 @@ std::vector<golden> cases()
         {"IPv6 UDP", eth(0x86dd, ipv6(17, udp(5353, 5353, 10))), true, drop::count},
         {"IPv4 fragment (not first)", eth(0x0800, ipv4(17, bytes(64, 1), 1, 2, {}, 0x0008)), true,
          drop::count},
-        {"LLDP and other EtherTypes are the kernel's", eth(0x88cc, bytes(40, 0)), true, drop::count},
+        {"LLDP and other EtherTypes are the kernel's", eth(0x88cc, bytes(40, 0)), true,
+         drop::count},
         {"runt: 10 bytes", bytes(10, 0xff), false, drop::runt},
         {"IPv4 header cut after 10 bytes", eth(0x0800, bytes(10, 0x45)), false,
          drop::ipv4_truncated},
@@ -71,8 +75,10 @@ protected:
         s_pool = *p;
         ASSERT_TRUE(s_nic.create("pkt_nic"));
         ASSERT_TRUE(s_exc.create("pkt_exc"));
-        ASSERT_TRUE(glue::configure_and_start(s_nic.port, "nic", 1, 1, 256, 256, 1500, s_pool).ok());
-        ASSERT_TRUE(glue::configure_and_start(s_exc.port, "exc", 1, 1, 256, 256, 1500, s_pool).ok());
+        ASSERT_TRUE(
+            glue::configure_and_start(s_nic.port, "nic", 1, 1, 256, 256, 1500, s_pool).ok());
+        ASSERT_TRUE(
+            glue::configure_and_start(s_exc.port, "exc", 1, 1, 256, 256, 1500, s_pool).ok());
     }
 
     void SetUp() override

@@ -19,7 +19,10 @@ ports = (
 routes = ( { prefix = "198.19.64.0/18"; via = "198.19.1.254"; port = "lan"; } );
 )";
 
-load_result parse_text(const std::string& text) { return parse(text, "test.conf"); }
+load_result parse_text(const std::string& text)
+{
+    return parse(text, "test.conf");
+}
 
 std::vector<std::string> messages(const load_result& r)
 {
@@ -179,7 +182,8 @@ TEST(ApplianceConfig, RouteGatewayMustBeOnThePortsSubnet)
         << dump(r);
     std::string t6 = k_base;
     t6.replace(t6.find("198.19.1.254"), 12, "2001:db8::fe");
-    EXPECT_TRUE(has(parse_text(t6), "routes[0].via: gateway 2001:db8::fe is IPv6 but the prefix is IPv4"));
+    EXPECT_TRUE(
+        has(parse_text(t6), "routes[0].via: gateway 2001:db8::fe is IPv6 but the prefix is IPv4"));
 }
 
 TEST(ApplianceConfig, DuplicateAddressAcrossPorts)
@@ -187,7 +191,8 @@ TEST(ApplianceConfig, DuplicateAddressAcrossPorts)
     std::string t = k_base;
     t.replace(t.find("\"198.19.1.1/24\""), 15, "\"198.18.0.1/16\"");
     auto r = parse_text(t);
-    EXPECT_TRUE(has(r, "ports[1].addresses[0]: address 198.18.0.1 is already on ports[0].addresses[0]"))
+    EXPECT_TRUE(
+        has(r, "ports[1].addresses[0]: address 198.18.0.1 is already on ports[0].addresses[0]"))
         << dump(r);
 }
 

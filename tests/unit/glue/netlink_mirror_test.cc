@@ -14,7 +14,10 @@ constexpr unsigned if_wan = 7;
 constexpr unsigned if_lan = 9;
 constexpr unsigned if_other = 11;
 
-net::ip_addr ip(const char* s) { return *net::ip_addr::parse(s); }
+net::ip_addr ip(const char* s)
+{
+    return *net::ip_addr::parse(s);
+}
 
 nl_msg route_msg(uint16_t type, const char* dst, uint8_t len, unsigned oif,
                  const char* gw = nullptr, uint8_t rtype = RTN_UNICAST,
@@ -80,14 +83,15 @@ TEST_F(MirrorState, ConnectedAndGatewayRoutes)
 TEST_F(MirrorState, IgnoresOtherInterfacesTablesAndTypes)
 {
     EXPECT_FALSE(apply(route_msg(RTM_NEWROUTE, "10.0.0.0", 8, if_other)));
-    EXPECT_FALSE(apply(route_msg(RTM_NEWROUTE, "198.18.0.0", 24, if_wan, nullptr, RTN_UNICAST, 100)));
+    EXPECT_FALSE(
+        apply(route_msg(RTM_NEWROUTE, "198.18.0.0", 24, if_wan, nullptr, RTN_UNICAST, 100)));
     EXPECT_FALSE(apply(route_msg(RTM_NEWROUTE, "198.18.0.255", 32, if_wan, nullptr, RTN_BROADCAST,
                                  RT_TABLE_LOCAL)));
     EXPECT_FALSE(state.dirty());
     EXPECT_TRUE(state.routes().empty());
     // The box's own addresses (local table) are mirrored as local routes.
-    EXPECT_TRUE(apply(route_msg(RTM_NEWROUTE, "198.18.0.1", 32, if_wan, nullptr, RTN_LOCAL,
-                                RT_TABLE_LOCAL)));
+    EXPECT_TRUE(apply(
+        route_msg(RTM_NEWROUTE, "198.18.0.1", 32, if_wan, nullptr, RTN_LOCAL, RT_TABLE_LOCAL)));
     ASSERT_EQ(state.routes().size(), 1u);
     EXPECT_EQ(state.routes()[0].kind, net::route_kind::local);
 }

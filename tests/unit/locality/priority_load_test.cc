@@ -259,8 +259,7 @@ TEST(LocalityPriorityLoadTest, ExcludedEndpointsDoNotCount)
     pol.distribution = mode::prefer_close;
     auto p = build_plan(self, eps, pol);
     ASSERT_TRUE(p.ok());
-    std::vector<health> h = {health::healthy, health::unhealthy, health::healthy,
-                             health::healthy};
+    std::vector<health> h = {health::healthy, health::unhealthy, health::healthy, health::healthy};
     const selector s = must_compute(*p, h, 0);
     EXPECT_EQ(load(s), (loads{100, 0})); // the unhealthy endpoint is excluded, P0 is 1/1
     h[0] = health::unhealthy;

@@ -48,8 +48,7 @@ TEST(MaglevTest, SameInputSameTable)
     const table a = must_build(eps);
     const table b = must_build(eps);
     ASSERT_EQ(a.size(), default_table_size);
-    EXPECT_TRUE(std::equal(a.slots().begin(), a.slots().end(), b.slots().begin(),
-                           b.slots().end()));
+    EXPECT_TRUE(std::equal(a.slots().begin(), a.slots().end(), b.slots().begin(), b.slots().end()));
 }
 
 TEST(MaglevTest, InputOrderDoesNotMatter)
@@ -63,8 +62,8 @@ TEST(MaglevTest, InputOrderDoesNotMatter)
         std::shuffle(eps.begin(), eps.end(), rng);
         const table b = must_build(eps);
         // Byte-identical slots, and every hash maps to the same endpoint key.
-        ASSERT_TRUE(std::equal(a.slots().begin(), a.slots().end(), b.slots().begin(),
-                               b.slots().end()))
+        ASSERT_TRUE(
+            std::equal(a.slots().begin(), a.slots().end(), b.slots().begin(), b.slots().end()))
             << "round " << round;
         EXPECT_EQ(fingerprint(a), fingerprint(b));
         for (uint32_t h = 0; h < 1000; ++h) {
@@ -116,8 +115,8 @@ void expect_balanced(uint32_t n, uint32_t size)
     ASSERT_GT(*mn, 0U);
     EXPECT_EQ(std::accumulate(counts.begin(), counts.end(), 0ULL), size);
     // Stated tolerance: with M > 100 N, the largest share is within 1% of the smallest.
-    EXPECT_LE(static_cast<double>(*mx) / *mn, 1.01) << "n=" << n << " M=" << size
-                                                     << " min=" << *mn << " max=" << *mx;
+    EXPECT_LE(static_cast<double>(*mx) / *mn, 1.01)
+        << "n=" << n << " M=" << size << " min=" << *mn << " max=" << *mx;
 }
 
 TEST(MaglevTest, EqualWeightsBalanceWithinOnePercent)
@@ -277,8 +276,7 @@ TEST(MaglevTest, BadTableSizesAreRejected)
         auto r = table::build(eps, bad);
         ASSERT_FALSE(r.ok()) << bad;
         EXPECT_EQ(r.err().where, "maglev.tableSize");
-        EXPECT_NE(r.err().message.find(std::to_string(bad)), std::string::npos)
-            << r.err().message;
+        EXPECT_NE(r.err().message.find(std::to_string(bad)), std::string::npos) << r.err().message;
     }
     EXPECT_NE(table::build(eps, 65536).err().message.find("not prime"), std::string::npos);
     EXPECT_NE(table::build(eps, 97).err().message.find("outside"), std::string::npos);

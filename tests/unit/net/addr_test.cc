@@ -48,7 +48,8 @@ TEST(Prefix, ErrorsSayWhatIsWrong)
 {
     auto a = prefix::parse("198.18.0.1/33");
     ASSERT_FALSE(a.ok());
-    EXPECT_EQ(a.err().message, "invalid CIDR \"198.18.0.1/33\": prefix length 33 exceeds 32 for IPv4");
+    EXPECT_EQ(a.err().message,
+              "invalid CIDR \"198.18.0.1/33\": prefix length 33 exceeds 32 for IPv4");
     auto b = prefix::parse("198.18.0.1");
     ASSERT_FALSE(b.ok());
     EXPECT_NE(b.err().message.find("missing \"/length\""), std::string::npos);

@@ -5,7 +5,10 @@
 namespace sluice::net {
 namespace {
 
-ip_addr ip(const char* s) { return *ip_addr::parse(s); }
+ip_addr ip(const char* s)
+{
+    return *ip_addr::parse(s);
+}
 
 TEST(NeighTable, LooksUpByPortAndAddress)
 {

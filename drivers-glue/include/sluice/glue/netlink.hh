@@ -45,7 +45,8 @@ public:
     nlmsghdr* hdr() { return reinterpret_cast<nlmsghdr*>(_buf.data()); }
     [[nodiscard]] std::span<const uint8_t> bytes() const
     {
-        return {_buf.data(), NLMSG_ALIGN(reinterpret_cast<const nlmsghdr*>(_buf.data())->nlmsg_len)};
+        return {_buf.data(),
+                NLMSG_ALIGN(reinterpret_cast<const nlmsghdr*>(_buf.data())->nlmsg_len)};
     }
 
 private:

@@ -69,9 +69,9 @@ class netlink_mirror {
 public:
     /// Opens the event socket. `routes` and `neighbours` receive each new table;
     /// `socket_id` is the NUMA node route tables are allocated on.
-    static result<std::unique_ptr<netlink_mirror>> create(
-        std::map<unsigned, uint16_t> ports, rcu::published<net::fwd_table>& routes,
-        rcu::published<net::neigh_table>& neighbours, int socket_id);
+    static result<std::unique_ptr<netlink_mirror>>
+    create(std::map<unsigned, uint16_t> ports, rcu::published<net::fwd_table>& routes,
+           rcu::published<net::neigh_table>& neighbours, int socket_id);
 
     /// Dumps routes and neighbours and publishes a table. Blocking; start-up and resync.
     result<void> sync();

@@ -19,17 +19,17 @@ uint64_t bug_count() noexcept;
 
 } // namespace sluice
 
-#define SLUICE_RELEASE_ASSERT(cond, msg) \
-    do { \
-        if (__builtin_expect(!(cond), 0)) { \
-            ::sluice::assert_fail(#cond, msg, __FILE__, __LINE__); \
-        } \
+#define SLUICE_RELEASE_ASSERT(cond, msg)                                                           \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0)) {                                                        \
+            ::sluice::assert_fail(#cond, msg, __FILE__, __LINE__);                                 \
+        }                                                                                          \
     } while (0)
 
 #ifdef NDEBUG
-#define SLUICE_ASSERT(cond) \
-    do { \
-        (void)sizeof(cond); \
+#define SLUICE_ASSERT(cond)                                                                        \
+    do {                                                                                           \
+        (void)sizeof(cond);                                                                        \
     } while (0)
 #else
 #define SLUICE_ASSERT(cond) SLUICE_RELEASE_ASSERT(cond, "")

@@ -67,6 +67,9 @@ private:
 };
 
 /// `return sluice::ok();` for result<void>.
-inline result<void> ok() { return {}; }
+inline result<void> ok()
+{
+    return {};
+}
 
 } // namespace sluice

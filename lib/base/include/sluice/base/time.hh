@@ -10,7 +10,10 @@
 namespace sluice {
 
 /// Reads the TSC; cheap, not serialising.
-inline uint64_t tsc_now() noexcept { return rte_rdtsc(); }
+inline uint64_t tsc_now() noexcept
+{
+    return rte_rdtsc();
+}
 
 /// Converts microseconds to TSC cycles at the given frequency.
 constexpr uint64_t us_to_tsc(uint64_t us, uint64_t tsc_hz) noexcept

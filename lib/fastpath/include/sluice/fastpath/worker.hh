@@ -29,12 +29,12 @@ inline constexpr uint16_t burst_size = 32;
 /// One NIC port and its exception port, as the lcores see it. Built at bring-up, then
 /// read-only. // fastpath: ro, bring-up: rw
 struct port_ctx {
-    uint16_t nic = 0;   ///< DPDK port id of the NIC (or vdev)
-    uint16_t exc = 0;   ///< DPDK port id of the exception port (TAP / virtio-user)
-    uint16_t index = 0; ///< position in the config; selects counters
-    uint16_t inject_worker = 0;          ///< the worker that transmits kernel frames
-    rte_ring* punt[max_workers] = {};    ///< worker w -> slow path: frames for the kernel
-    rte_ring* inject[max_workers] = {};  ///< slow path -> worker w: frames for the NIC
+    uint16_t nic = 0;                   ///< DPDK port id of the NIC (or vdev)
+    uint16_t exc = 0;                   ///< DPDK port id of the exception port (TAP / virtio-user)
+    uint16_t index = 0;                 ///< position in the config; selects counters
+    uint16_t inject_worker = 0;         ///< the worker that transmits kernel frames
+    rte_ring* punt[max_workers] = {};   ///< worker w -> slow path: frames for the kernel
+    rte_ring* inject[max_workers] = {}; ///< slow path -> worker w: frames for the NIC
 };
 
 struct worker_ctx {

@@ -64,10 +64,7 @@ public:
 
     /// The rank of the endpoint for `hash` (slot hash % size()), or no_endpoint when the table
     /// is empty. Hot path: O(1), noexcept, no allocation, no branch on the table contents.
-    [[nodiscard]] uint32_t lookup(uint32_t hash) const noexcept
-    {
-        return _slots[fastmod(hash)];
-    }
+    [[nodiscard]] uint32_t lookup(uint32_t hash) const noexcept { return _slots[fastmod(hash)]; }
 
     /// lookup() for a 64-bit hash: folds it to 32 bits (high ^ low) first.
     [[nodiscard]] uint32_t lookup64(uint64_t hash) const noexcept
@@ -89,10 +86,7 @@ public:
     /// The key of the endpoint at `rank` (rank < endpoint_count()).
     [[nodiscard]] uint64_t key_at(uint32_t rank) const noexcept { return _keys[rank]; }
     /// Where the endpoint at `rank` was in the span given to build().
-    [[nodiscard]] uint32_t input_index(uint32_t rank) const noexcept
-    {
-        return _input_index[rank];
-    }
+    [[nodiscard]] uint32_t input_index(uint32_t rank) const noexcept { return _input_index[rank]; }
     /// Slots owned by each rank (control side: counts over the whole table).
     [[nodiscard]] std::vector<uint32_t> slot_counts() const;
 
@@ -106,8 +100,8 @@ private:
     }
 
     // All fields: written once by build(), then read-only (fastpath: ro, ctl: ro).
-    uint64_t _fastmod_m = 0;            ///< UINT64_MAX / _size + 1 (0 when _size is 1)
-    uint32_t _size = 1;                 ///< slots; 1 (one no_endpoint slot) when empty
+    uint64_t _fastmod_m = 0; ///< UINT64_MAX / _size + 1 (0 when _size is 1)
+    uint32_t _size = 1;      ///< slots; 1 (one no_endpoint slot) when empty
     bool _empty = true;
     std::vector<uint16_t> _slots;       ///< rank per slot
     std::vector<uint64_t> _keys;        ///< key per rank, ascending

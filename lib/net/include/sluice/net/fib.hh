@@ -50,8 +50,7 @@ struct nexthop {
 class fwd_table {
 public:
     /// Builds a table. Duplicate destinations keep the lowest metric. Needs the EAL.
-    static result<std::unique_ptr<fwd_table>> build(std::span<const route> routes,
-                                                    int socket_id);
+    static result<std::unique_ptr<fwd_table>> build(std::span<const route> routes, int socket_id);
     ~fwd_table();
     fwd_table(const fwd_table&) = delete;
     fwd_table& operator=(const fwd_table&) = delete;

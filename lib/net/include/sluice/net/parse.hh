@@ -15,16 +15,16 @@ namespace sluice::net {
 /// The data path maps each value to a drop reason of the stats module's list.
 enum class malformed : uint8_t {
     none = 0,
-    runt,                  ///< shorter than an Ethernet header
-    vlan_truncated,        ///< VLAN tag cut short
-    arp_truncated,         ///< ARP body shorter than 28 bytes (Ethernet/IPv4 ARP)
-    ipv4_truncated,        ///< IPv4 header shorter than 20 bytes or than its IHL
-    ipv4_bad_header,       ///< version not 4, IHL < 5
-    ipv4_bad_length,       ///< total length below the header or beyond the frame
-    ipv6_truncated,        ///< IPv6 fixed or extension header cut short
-    ipv6_bad_header,       ///< version not 6
-    ipv6_bad_length,       ///< payload length beyond the frame
-    l4_truncated,          ///< TCP/UDP/ICMP header cut short
+    runt,            ///< shorter than an Ethernet header
+    vlan_truncated,  ///< VLAN tag cut short
+    arp_truncated,   ///< ARP body shorter than 28 bytes (Ethernet/IPv4 ARP)
+    ipv4_truncated,  ///< IPv4 header shorter than 20 bytes or than its IHL
+    ipv4_bad_header, ///< version not 4, IHL < 5
+    ipv4_bad_length, ///< total length below the header or beyond the frame
+    ipv6_truncated,  ///< IPv6 fixed or extension header cut short
+    ipv6_bad_header, ///< version not 6
+    ipv6_bad_length, ///< payload length beyond the frame
+    l4_truncated,    ///< TCP/UDP/ICMP header cut short
 };
 
 inline constexpr uint16_t ether_type_ipv4 = 0x0800;

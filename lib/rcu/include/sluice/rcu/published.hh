@@ -33,7 +33,10 @@ public:
 
     /// Reader: the current object or nullptr. Acquire pairs with the writer's release so
     /// the object's contents are visible once its pointer is.
-    [[nodiscard]] const T* load() const noexcept { return _current.load(std::memory_order_acquire); }
+    [[nodiscard]] const T* load() const noexcept
+    {
+        return _current.load(std::memory_order_acquire);
+    }
 
     /// Writer: publishes `next` and retires the previous object for deferred free.
     void publish(std::unique_ptr<T> next)
@@ -75,7 +78,7 @@ public:
 
 private:
     qsbr_domain& _domain;
-    std::atomic<T*> _current{nullptr}; // fastpath: ro (load), writer: rw
+    std::atomic<T*> _current{nullptr};                            // fastpath: ro (load), writer: rw
     std::deque<std::pair<uint64_t, std::unique_ptr<T>>> _retired; // writer only
 };
 

@@ -17,19 +17,19 @@ namespace sluice::stats {
 
 /// Every reason the data path drops a packet: name (metric label, CLI) and help text.
 /// Add new reasons here only; everything that lists drops is generated from this.
-#define SLUICE_DROP_REASONS(X) \
-    X(runt, "frame shorter than an Ethernet header") \
-    X(vlan_truncated, "VLAN tag cut short") \
-    X(arp_truncated, "ARP body shorter than 28 bytes") \
-    X(ipv4_truncated, "IPv4 header cut short") \
-    X(ipv4_bad_header, "IPv4 version not 4 or IHL below 5") \
-    X(ipv4_bad_length, "IPv4 total length below its header or beyond the frame") \
-    X(ipv6_truncated, "IPv6 header or extension header cut short") \
-    X(ipv6_bad_header, "IPv6 version not 6") \
-    X(ipv6_bad_length, "IPv6 payload length beyond the frame") \
-    X(l4_truncated, "TCP, UDP or ICMP header cut short") \
-    X(exception_full, "exception port TX queue full (kernel not keeping up)") \
-    X(tx_full, "NIC TX queue full") \
+#define SLUICE_DROP_REASONS(X)                                                                     \
+    X(runt, "frame shorter than an Ethernet header")                                               \
+    X(vlan_truncated, "VLAN tag cut short")                                                        \
+    X(arp_truncated, "ARP body shorter than 28 bytes")                                             \
+    X(ipv4_truncated, "IPv4 header cut short")                                                     \
+    X(ipv4_bad_header, "IPv4 version not 4 or IHL below 5")                                        \
+    X(ipv4_bad_length, "IPv4 total length below its header or beyond the frame")                   \
+    X(ipv6_truncated, "IPv6 header or extension header cut short")                                 \
+    X(ipv6_bad_header, "IPv6 version not 6")                                                       \
+    X(ipv6_bad_length, "IPv6 payload length beyond the frame")                                     \
+    X(l4_truncated, "TCP, UDP or ICMP header cut short")                                           \
+    X(exception_full, "exception port TX queue full (kernel not keeping up)")                      \
+    X(tx_full, "NIC TX queue full")                                                                \
     X(inject_full, "slow-path to worker TX ring full")
 
 enum class drop : uint16_t {
@@ -64,9 +64,9 @@ inline constexpr size_t max_ports = 16;
 
 /// Traffic of one port as seen by one lcore.
 struct port_counters {
-    counter rx_packets;  ///< received from the NIC
+    counter rx_packets; ///< received from the NIC
     counter rx_bytes;
-    counter tx_packets;  ///< transmitted on the NIC
+    counter tx_packets; ///< transmitted on the NIC
     counter tx_bytes;
     counter to_kernel;   ///< exception out: sent to the port's exception interface
     counter from_kernel; ///< exception in: received from the exception interface
