@@ -60,8 +60,10 @@ std::vector<diagnostic> validate(const mesh& m, const options& opts = {});
 result<duration> parse_duration(std::string_view text);
 
 /// A short host resolved in a namespace: "reviews" in "prod" ->
-/// "reviews.prod.svc.cluster.local"; "reviews.prod" -> "reviews.prod.svc.cluster.local";
-/// FQDNs and wildcards ("*.example.com", "*") are returned unchanged.
+/// "reviews.prod.svc.cluster.local". As Istio's ResolveShortnameToFQDN does, only a name
+/// without a dot is short: "reviews.prod", "example.com", IP addresses and wildcards
+/// ("*.example.com", "*") are returned unchanged (a two-label name is as likely an external
+/// host as a Kubernetes `svc.ns`).
 std::string resolve_host(std::string_view host, std::string_view ns, const options& opts = {});
 
 } // namespace sluice::model

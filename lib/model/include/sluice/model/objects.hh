@@ -83,7 +83,7 @@ struct http_match {
     std::optional<string_match> scheme;
     std::optional<string_match> method;
     std::optional<string_match> authority;
-    std::map<std::string, string_match> headers;         ///< keys lower-cased
+    std::map<std::string, string_match> headers; ///< keys lower-cased
     std::map<std::string, string_match> query_params;
     std::map<std::string, string_match> without_headers; ///< keys lower-cased
     std::optional<uint32_t> port;
@@ -172,7 +172,7 @@ struct http_route {
     std::optional<http_direct_response> direct_response;
     std::optional<delegate_ref> delegate;
     std::optional<http_rewrite> rewrite;
-    std::optional<duration> timeout; ///< unset: no timeout
+    std::optional<duration> timeout;   ///< unset: no timeout
     std::optional<http_retry> retries; ///< unset: Istio's default policy (ISTIO.md §1)
     std::optional<http_fault> fault;
     std::optional<destination> mirror;
@@ -231,6 +231,7 @@ struct consistent_hash {
         std::string name;
         std::string path;
         std::optional<duration> ttl;
+        std::vector<std::pair<std::string, std::string>> attributes; ///< attributes[]{name,value}
     } cookie;
     algorithm algo = algorithm::ring_hash;
     uint64_t minimum_ring_size = 1024;
@@ -296,6 +297,11 @@ struct http_pool {
     std::string h2_upgrade_policy; ///< DEFAULT | DO_NOT_UPGRADE | UPGRADE
     bool use_client_protocol = false;
     uint32_t max_concurrent_streams = 2147483647;
+    struct keepalive {
+        std::optional<duration> interval;
+        std::optional<duration> timeout;
+    };
+    std::optional<keepalive> http2_keepalive; ///< http2KeepAlive{interval, timeout}
 };
 
 struct connection_pool {
@@ -394,6 +400,12 @@ struct server_tls {
     std::string ca_crl;
     std::string credential_name;
     std::vector<std::string> credential_names;
+    struct certificate {
+        std::string server_certificate;
+        std::string private_key;
+        std::string ca_certificates;
+    };
+    std::vector<certificate> tls_certificates; ///< tlsCertificates[] (new)
     std::vector<std::string> subject_alt_names;
     std::vector<std::string> verify_certificate_spki;
     std::vector<std::string> verify_certificate_hash;
