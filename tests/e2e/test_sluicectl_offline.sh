@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# sluicectl's offline verbs as a user runs them: no daemon, no DPDK, no root needed.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CTL="$ROOT/build/app/sluicectl/sluicectl"
+SAMPLES="$ROOT/../shared/fixtures/istio-samples"
+TMP=$(mktemp -d /tmp/sluicectl-test.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=0
+check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    echo "PASS: $name"; passed=$((passed + 1))
+  else
+    echo "FAIL: $name"; printf '%s\n' "$out" | sed 's/^/    /'; failed=$((failed + 1))
+  fi
+}
+
+t_every_sample_is_clean() {
+  local f n=0 bad=0
+  while IFS= read -r f; do
+    n=$((n + 1))
+    if ! "$CTL" analyze -q -f "$f" >"$TMP/out" 2>&1; then
+      echo "$f:"; cat "$TMP/out"; bad=$((bad + 1))
+    fi
+  done < <(find "$SAMPLES" -name '*.yaml' | sort)
+  echo "$n sample files, $bad with errors"
+  [ "$n" -ge 25 ] && [ "$bad" = 0 ]
+}
+
+t_directory_and_stdin() {
+  "$CTL" analyze -q -f "$SAMPLES/samples/bookinfo/networking" | tail -n 1 | grep -q '0 error(s)' &&
+    cat "$SAMPLES/samples/helloworld/helloworld-gateway.yaml" | "$CTL" analyze -q -f - |
+      grep -q '^1 file(s), 2 object(s): 0 error(s)'
+}
+
+t_errors_exit_1_with_field_paths() {
+  cat >"$TMP/bad.yaml" <<'YAML'
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: api
+  namespace: prod
+spec:
+  hosts: [api.example.com]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 150
+YAML
+  local out rc
+  out=$("$CTL" analyze -f "$TMP/bad.yaml")
+  rc=$?
+  echo "$out"
+  [ "$rc" = 1 ] &&
+    echo "$out" | grep -qF "error: $TMP/bad.yaml:1: VirtualService prod/api: spec.http[0].route[0].weight: must be between 0 and 100"
+}
+
+t_syntax_error_has_line() {
+  printf 'apiVersion: v1\nkind: Service\nmetadata: {name: x\n  bad: [\n' >"$TMP/syntax.yaml"
+  local out rc
+  out=$("$CTL" analyze -f "$TMP/syntax.yaml")
+  rc=$?
+  echo "$out"
+  [ "$rc" = 1 ] && echo "$out" | grep -qE "^error: $TMP/syntax.yaml:[0-9]+: "
+}
+
+t_usage_errors_exit_2() {
+  "$CTL" analyze >/dev/null 2>&1
+  [ $? = 2 ] || return 1
+  "$CTL" frobnicate >/dev/null 2>&1
+  [ $? = 2 ] || return 1
+  "$CTL" --version | grep -q '^sluicectl '
+}
+
+t_missing_file() {
+  local out rc
+  out=$("$CTL" analyze -f "$TMP/nope.yaml")
+  rc=$?
+  [ "$rc" = 1 ] && echo "$out" | grep -q "nope.yaml: cannot read the file"
+}
+
+check "every Istio sample file passes sluicectl analyze with exit 0" t_every_sample_is_clean
+check "analyze reads a directory and stdin" t_directory_and_stdin
+check "an invalid object exits 1 with file:line, object and field path" t_errors_exit_1_with_field_paths
+check "a YAML syntax error names its line" t_syntax_error_has_line
+check "usage errors exit 2; --version" t_usage_errors_exit_2
+check "a missing file is an error" t_missing_file
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
