@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "inputs.hh"
+#include "route_check.hh"
 
 namespace {
 
@@ -62,6 +63,23 @@ int main(int argc, char** argv)
         ->capture_default_str();
     analyze->add_flag("-q,--quiet", quiet, "do not print notes (skipped kinds)");
 
+    auto* route = app.add_subcommand("route", "routing questions");
+    route->require_subcommand(1);
+    ctl_cli::route_check_args rc;
+    auto* check = route->add_subcommand(
+        "check", "evaluate requests against the compiled routes (like Envoy's router_check_tool)");
+    check->add_option("-f,--filename", rc.files, "mesh config: file, directory, or -")->required();
+    auto* tests_opt =
+        check->add_option("--tests", rc.tests, "TESTS.yaml: requests and expectations");
+    auto* req_opt =
+        check->add_option("--request", rc.request, "one request, e.g. 'GET http://host/path'");
+    tests_opt->excludes(req_opt);
+    check->add_option("-H,--header", rc.headers, "request header 'name: value' (with --request)");
+    check->add_option("--gateway", rc.gateway, "gateway ns/name, or mesh")->capture_default_str();
+    check->add_option("--port", rc.port, "listener port (default from the URL scheme)");
+    check->add_option("--cluster-domain", rc.cluster_domain, "cluster domain")
+        ->capture_default_str();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -70,6 +88,13 @@ int main(int argc, char** argv)
     }
     if (analyze->parsed()) {
         return run_analyze(files, domain, quiet);
+    }
+    if (check->parsed()) {
+        if (rc.tests.empty() && rc.request.empty()) {
+            std::cerr << "route check: give --tests FILE or --request 'GET http://host/path'\n";
+            return 2;
+        }
+        return ctl_cli::run_route_check(rc);
     }
     return 2;
 }

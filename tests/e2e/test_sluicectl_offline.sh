@@ -82,11 +82,58 @@ t_missing_file() {
   [ "$rc" = 1 ] && echo "$out" | grep -q "nope.yaml: cannot read the file"
 }
 
+ROUTES="$ROOT/tests/e2e/routes"
+t_route_check_tests() {
+  local out rc
+  out=$("$CTL" route check -f "$ROUTES/mesh.yaml" --tests "$ROUTES/tests.yaml")
+  rc=$?
+  echo "$out"
+  [ "$rc" = 0 ] && [ "$(echo "$out" | tail -n 1)" = "10 passed, 0 failed" ]
+}
+
+t_route_check_reports_mismatches() {
+  cat >"$TMP/wrong.yaml" <<'YAML'
+tests:
+- name: jason is expected on v9
+  request: {authority: api.example.com, path: /reviews/1, gateway: istio-system/edge,
+            headers: {end-user: jason}}
+  expect: {subset: v9, timeout: 4s, status: 200}
+YAML
+  local out rc
+  out=$("$CTL" route check -f "$ROUTES/mesh.yaml" --tests "$TMP/wrong.yaml")
+  rc=$?
+  echo "$out"
+  [ "$rc" = 1 ] && echo "$out" | grep -qx "FAIL: jason is expected on v9" &&
+    echo "$out" | grep -qx "  subset: expected v9, got v2" &&
+    echo "$out" | grep -qx "  timeout: expected 4s, got 3s" &&
+    [ "$(echo "$out" | tail -n 1)" = "0 passed, 1 failed" ]
+}
+
+t_route_check_one_request() {
+  local out
+  out=$("$CTL" route check -f "$ROUTES/mesh.yaml" --request 'GET http://api.example.com/reviews/1' \
+    -H 'end-user: jason' --gateway istio-system/edge) || return 1
+  echo "$out"
+  echo "$out" | grep -q 'virtualService: prod/api' &&
+    echo "$out" | grep -q 'host: reviews.prod.svc.cluster.local subset: v2 port: 9080'
+}
+
+t_route_check_bad_config() {
+  local rc
+  "$CTL" route check -f "$TMP/bad.yaml" --request 'GET http://api.example.com/' >/dev/null 2>&1
+  rc=$?
+  [ "$rc" = 1 ]
+}
+
 check "every Istio sample file passes sluicectl analyze with exit 0" t_every_sample_is_clean
 check "analyze reads a directory and stdin" t_directory_and_stdin
 check "an invalid object exits 1 with file:line, object and field path" t_errors_exit_1_with_field_paths
 check "a YAML syntax error names its line" t_syntax_error_has_line
 check "usage errors exit 2; --version" t_usage_errors_exit_2
 check "a missing file is an error" t_missing_file
+check "route check: every expect field, 10 tests pass" t_route_check_tests
+check "route check: mismatches print expected vs actual, exit 1" t_route_check_reports_mismatches
+check "route check --request prints the decision" t_route_check_one_request
+check "route check refuses an invalid config" t_route_check_bad_config
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
