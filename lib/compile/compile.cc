@@ -205,7 +205,7 @@ result<void> finalize_clusters(state& s)
 result<snapshot::snapshot> compile(const model::mesh& mesh, const node_locality& node,
                                    const options& opts)
 {
-    detail::state s{mesh, node, opts, {}, {}, {}, {}, {}, {}};
+    detail::state s{mesh, node, opts, {}, {}, {}, {}, {}, {}, {}, {}};
     if (auto r = detail::build_registry(s); !r.ok()) {
         return r.err();
     }

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "sluice/compile/compile.hh"
@@ -44,6 +45,10 @@ struct state {
 
     std::map<std::string, service_info> services;
     std::vector<const model::destination_rule*> rules; ///< applicable, by namespace/name
+    /// rule_for() indexes: the first applicable rule per exact host, and the wildcard rules
+    /// (so finding a host's rule is not a scan of every rule: compile stays near-linear).
+    std::unordered_map<std::string, const model::destination_rule*> exact_rules;
+    std::vector<const model::destination_rule*> wildcard_rules;
     snapshot::snapshot snap;
     std::map<std::string, uint32_t> cluster_by_name; ///< index into snap.clusters (unsorted)
     std::set<uint32_t> needs_maglev;

@@ -212,7 +212,14 @@ snapshot::protocol parse_protocol(const std::string& p)
 result<void> build_registry(state& s)
 {
     const std::string& domain = s.opts.cluster_domain;
-    const auto slices = sorted(s.mesh.endpoint_slices);
+    // EndpointSlices by (namespace, kubernetes.io/service-name), in sorted order.
+    std::map<std::pair<std::string_view, std::string_view>,
+             std::vector<const model::endpoint_slice*>>
+        slices_of;
+    for (const model::endpoint_slice* sl : sorted(s.mesh.endpoint_slices)) {
+        slices_of[{sl->meta.ns, sl->service_name}].push_back(sl);
+    }
+    static const std::vector<const model::endpoint_slice*> no_slices;
 
     for (const model::k8s_service* svc : sorted(s.mesh.services)) {
         if (svc->type == "ExternalName") {
@@ -253,10 +260,9 @@ result<void> build_registry(state& s)
             si.mode_source = "default (PreferClose toward a waypoint)";
         }
 
-        for (const model::endpoint_slice* sl : slices) {
-            if (sl->meta.ns != svc->meta.ns || sl->service_name != svc->meta.name) {
-                continue;
-            }
+        const auto found = slices_of.find({svc->meta.ns, svc->meta.name});
+        for (const model::endpoint_slice* sl :
+             found == slices_of.end() ? no_slices : found->second) {
             // Service port -> endpoint port, by port name (a lone unnamed pair also maps).
             std::map<uint32_t, uint32_t> ports;
             for (const model::k8s_service_port& sp : svc->ports) {
@@ -370,18 +376,23 @@ result<void> build_registry(state& s)
             continue; // the rule is for other workloads, not this appliance
         }
         s.rules.push_back(dr);
+        if (dr->host.find('*') != std::string::npos) {
+            s.wildcard_rules.push_back(dr);
+        } else {
+            s.exact_rules.emplace(dr->host, dr); // keeps the first in namespace/name order
+        }
     }
     return ok();
 }
 
 const model::destination_rule* state::rule_for(const std::string& host) const
 {
+    if (const auto it = exact_rules.find(host); it != exact_rules.end()) {
+        return it->second; // exact beats any wildcard; the first in namespace/name order
+    }
     const model::destination_rule* best = nullptr;
-    for (const model::destination_rule* dr : rules) {
-        if (dr->host == host) {
-            return dr; // exact beats any wildcard; rules are in namespace/name order
-        }
-        if (snapshot::host_matches(dr->host, host) && dr->host.find('*') != std::string::npos &&
+    for (const model::destination_rule* dr : wildcard_rules) {
+        if (snapshot::host_matches(dr->host, host) &&
             (best == nullptr || dr->host.size() > best->host.size())) {
             best = dr;
         }
