@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <map>
+#include <thread>
 
 #include <rte_ethdev.h>
 #include <rte_launch.h>
@@ -12,6 +13,10 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include "sluice/compile/compile.hh"
+#include "sluice/ctl/appliance_metrics.hh"
+#include "sluice/ctl/metrics.hh"
+#include "sluice/ctl/token.hh"
 #include "sluice/glue/kernel.hh"
 #include "sluice/glue/log.hh"
 #include "sluice/glue/port.hh"
@@ -292,8 +297,221 @@ void appliance::close_all() noexcept
     _rings.clear();
 }
 
+void appliance::publish_snapshot(std::unique_ptr<snapshot::snapshot> snap, uint64_t generation)
+{
+    std::lock_guard lock(_snap_mu);
+    // One release-store of the pointer (P1); the previous snapshot is freed once every
+    // worker has passed a quiescent state (tick() or the wait below).
+    _snap->publish(std::move(snap));
+    _snap_generation = generation;
+    const auto t = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    while (_snap->retired() > 0 && std::chrono::steady_clock::now() < t) {
+        _snap->reclaim();
+        if (_snap->retired() > 0) {
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+    }
+}
+
+void appliance::tick()
+{
+    if (_snap) {
+        std::lock_guard lock(_snap_mu);
+        _snap->reclaim();
+    }
+}
+
+bool appliance::ready() const
+{
+    if (!_loaded.load()) {
+        return false;
+    }
+    for (const auto& p : _ports) {
+        rte_eth_link link{};
+        if (!p.nic_up || rte_eth_link_get_nowait(p.nic, &link) != 0 ||
+            link.link_status != RTE_ETH_LINK_UP) {
+            return false;
+        }
+    }
+    return true;
+}
+
+ctl::api_hooks appliance::make_hooks()
+{
+    ctl::api_hooks h;
+    auto view = [this] {
+        ctl::appliance_view v;
+        for (const auto& p : _cfg.ports) {
+            v.port_names.push_back(p.name);
+        }
+        for (unsigned l : _cfg.lcores.workers) {
+            v.lcores.emplace_back(l, "worker");
+        }
+        v.lcores.emplace_back(_cfg.lcores.slowpath, "slowpath");
+        v.counters = _stats.get();
+        v.generation = _store ? _store->generation() : 0;
+        v.objects = _store ? _store->size() : 0;
+        return v;
+    };
+    h.ready = [this] { return ready(); };
+    h.stats = [view] { return ctl::render_stats(view()); };
+    h.metrics = [this, view] {
+        std::string text = ctl::render_metrics(view());
+        // Per-cluster series exist (at zero) from the moment a cluster does.
+        std::lock_guard lock(_snap_mu);
+        if (const auto* s = _snap->load(); s != nullptr) {
+            ctl::exposition e;
+            for (const char* name :
+                 {"envoy_cluster_upstream_rq_total", "envoy_cluster_upstream_cx_active",
+                  "envoy_cluster_outlier_detection_ejections_active"}) {
+                for (const auto& c : s->clusters) {
+                    e.sample(name, {{"envoy_cluster_name", c.name}}, 0);
+                }
+            }
+            text += e.text();
+        }
+        return text;
+    };
+    h.status = [this] {
+        nlohmann::json j;
+        j["node"] = {{"name", _cfg.node.name},
+                     {"region", _cfg.node.region},
+                     {"zone", _cfg.node.zone},
+                     {"subzone", _cfg.node.subzone},
+                     {"network", _cfg.node.network}};
+        j["lcores"] = {{"workers", _cfg.lcores.workers}, {"slowpath", _cfg.lcores.slowpath}};
+        auto ports = nlohmann::json::array();
+        for (size_t i = 0; i < _cfg.ports.size(); ++i) {
+            const auto& p = _cfg.ports[i];
+            std::vector<std::string> addrs;
+            for (const auto& a : p.addresses) {
+                addrs.push_back(a.to_string());
+            }
+            ports.push_back({{"name", p.name},
+                             {"device", p.device},
+                             {"mac", i < _ports.size() ? glue::port_mac(_ports[i].nic).to_string()
+                                                       : std::string()},
+                             {"link", i < _ports.size() ? glue::link_state(_ports[i].nic)
+                                                        : std::string("down")},
+                             {"queues", p.queues},
+                             {"addresses", addrs}});
+        }
+        j["ports"] = ports;
+        std::lock_guard lock(_snap_mu);
+        if (const auto* s = _snap->load(); s != nullptr) {
+            size_t endpoints = 0;
+            for (const auto& c : s->clusters) {
+                endpoints += c.endpoints.size();
+            }
+            j["snapshot"] = {{"generation", _snap_generation},
+                             {"listeners", s->listeners.size()},
+                             {"route_tables", s->http.size() + s->tcp.size() + s->tls.size()},
+                             {"clusters", s->clusters.size()},
+                             {"endpoints", endpoints}};
+        }
+        j["ready"] = ready();
+        return j;
+    };
+    h.endpoints = [this](const std::string& host,
+                         const std::string& subset) -> result<nlohmann::json> {
+        std::lock_guard lock(_snap_mu);
+        const auto* s = _snap->load();
+        auto out = nlohmann::json::array();
+        if (s != nullptr) {
+            for (const auto& c : s->clusters) {
+                if (c.host != host || c.subset != subset) {
+                    continue;
+                }
+                for (size_t i = 0; i < c.endpoints.size(); ++i) {
+                    const auto& e = c.endpoints[i];
+                    const uint32_t level =
+                        i < c.plan.level_of.size() ? c.plan.level_of[i] : UINT32_MAX;
+                    out.push_back({{"cluster", c.name},
+                                   {"address", e.address},
+                                   {"port", e.port},
+                                   {"labels", e.endpoint_labels},
+                                   {"locality", e.locality.region + "/" + e.locality.zone + "/" +
+                                                    e.locality.subzone},
+                                   {"network", e.network},
+                                   {"node", e.node_name},
+                                   {"priority", level == UINT32_MAX ? nlohmann::json(nullptr)
+                                                                    : nlohmann::json(level)},
+                                   {"weight", e.weight},
+                                   {"health", e.ready ? "healthy" : "not ready"},
+                                   {"active_connections", 0},
+                                   {"active_requests", 0},
+                                   {"origin", e.origin}});
+                }
+            }
+        }
+        if (out.empty()) {
+            return err("no endpoints for host " + host +
+                       (subset.empty() ? std::string() : " subset " + subset) +
+                       " in the published snapshot");
+        }
+        return nlohmann::json{{"host", host}, {"subset", subset}, {"endpoints", out}};
+    };
+    return h;
+}
+
+result<void> appliance::start_config()
+{
+    _snap = std::make_unique<rcu::published<snapshot::snapshot>>(*_qsbr);
+    compile::node_locality node;
+    node.locality = {_cfg.node.region, _cfg.node.zone, _cfg.node.subzone};
+    node.network = _cfg.node.network;
+    node.node_name = _cfg.node.name;
+    compile::options copts;
+    copts.cluster_domain = _cfg.mesh.cluster_domain;
+    ctl::publisher pub;
+    struct prepared_snapshot {
+        uint64_t generation;
+        snapshot::snapshot snap;
+    };
+    pub.prepare = [node, copts](const model::mesh& m,
+                                uint64_t generation) -> result<std::shared_ptr<void>> {
+        auto snap = compile::compile(m, node, copts);
+        if (!snap) {
+            return snap.err();
+        }
+        return std::shared_ptr<void>(
+            std::make_shared<prepared_snapshot>(prepared_snapshot{generation, std::move(*snap)}));
+    };
+    // Runs inside the store's transaction (its lock held): must not call back into it.
+    pub.activate = [this](std::shared_ptr<void> prepared) {
+        auto p = std::static_pointer_cast<prepared_snapshot>(prepared);
+        publish_snapshot(std::make_unique<snapshot::snapshot>(std::move(p->snap)), p->generation);
+    };
+    model::options mopts;
+    mopts.cluster_domain = _cfg.mesh.cluster_domain;
+    _store = std::make_unique<ctl::config_store>(_cfg.state_dir, mopts, pub);
+    if (auto r = _store->load(_cfg.mesh.files); !r) {
+        return err("mesh config: " + r.err().to_string());
+    }
+    const std::string token_file =
+        _cfg.api.token_file.empty() ? _cfg.state_dir + "/api-token" : _cfg.api.token_file;
+    auto token = ctl::load_or_create_token(token_file);
+    if (!token) {
+        return err("api token: " + token.err().to_string());
+    }
+    _api = std::make_unique<ctl::api>(*_store, make_hooks(), *token);
+    _rest = std::make_unique<ctl::rest_server>();
+    if (auto r = _rest->start(*_api, _cfg.api.address, _cfg.api.port); !r) {
+        return r;
+    }
+    _loaded.store(true);
+    SLUICE_LOG(INFO, glue, "config generation %lu (%zu objects); REST on %s, token in %s",
+               static_cast<unsigned long>(_store->generation()), _store->size(),
+               _cfg.api.listen.c_str(), token_file.c_str());
+    return ok();
+}
+
 void appliance::shut_down() noexcept
 {
+    if (_rest) {
+        _rest->stop();
+        _rest.reset();
+    }
     if (_launched) {
         // Release pairs with the lcores' acquire load of the flag.
         _stop.store(true, std::memory_order_release);
@@ -303,6 +521,9 @@ void appliance::shut_down() noexcept
     _mirror.reset();
     _fib.reset();
     _neigh.reset();
+    _api.reset();
+    _store.reset();
+    _snap.reset();
     close_all();
 }
 

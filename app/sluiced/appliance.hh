@@ -3,9 +3,13 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "sluice/config/appliance.hh"
+#include "sluice/ctl/api.hh"
+#include "sluice/ctl/store.hh"
+#include "sluice/snapshot/snapshot.hh"
 #include "sluice/fastpath/worker.hh"
 #include "sluice/glue/netlink_mirror.hh"
 #include "sluice/net/fib.hh"
@@ -29,6 +33,11 @@ public:
     result<void> bring_up();
     /// Launches the worker and slow-path lcores.
     result<void> launch();
+    /// Loads the mesh config (the last persisted generation, else mesh.files), publishes
+    /// its snapshot, and opens the REST config port.
+    result<void> start_config();
+    /// Housekeeping on the main thread: frees snapshots whose grace period ended.
+    void tick();
     /// Stops the lcores, closes every port (TAP interfaces disappear).
     void shut_down() noexcept;
 
@@ -45,6 +54,9 @@ private:
     static int worker_main(void* arg);
     static int slowpath_main(void* arg);
     void close_all() noexcept;
+    void publish_snapshot(std::unique_ptr<snapshot::snapshot> snap, uint64_t generation);
+    ctl::api_hooks make_hooks();
+    bool ready() const;
 
     config::appliance_config _cfg;
     std::vector<port_rt> _ports;
@@ -57,6 +69,16 @@ private:
     std::unique_ptr<rcu::published<net::neigh_table>> _neigh;
     std::unique_ptr<glue::netlink_mirror> _mirror;
     std::unique_ptr<stats::registry> _stats;
+    // The compiled mesh config. Workers read it through RCU (load once per burst); the
+    // control plane (REST threads) reads the current one under _snap_mu, which publishing
+    // and reclaiming also take, so it never sees a freed snapshot.
+    std::unique_ptr<rcu::published<snapshot::snapshot>> _snap;
+    mutable std::mutex _snap_mu;
+    uint64_t _snap_generation = 0; // guarded by _snap_mu
+    std::unique_ptr<ctl::config_store> _store;
+    std::unique_ptr<ctl::api> _api;
+    std::unique_ptr<ctl::rest_server> _rest;
+    std::atomic<bool> _loaded{false};
     std::atomic<bool> _stop{false};
     bool _launched = false;
 };

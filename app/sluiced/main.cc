@@ -116,6 +116,10 @@ int main(int argc, char** argv)
         } else if (auto l = box.launch(); !l) {
             std::fprintf(stderr, "sluiced: %s\n", l.err().message.c_str());
             rc = 1;
+        } else if (auto c = box.start_config(); !c) {
+            std::fprintf(stderr, "sluiced: %s\n", c.err().message.c_str());
+            box.shut_down();
+            rc = 1;
         } else {
             std::printf("sluiced: ready\n");
             std::fflush(stdout);
@@ -123,6 +127,7 @@ int main(int argc, char** argv)
                 if (g_dump.exchange(false)) {
                     box.print_stats();
                 }
+                box.tick();
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
             }
             std::printf("sluiced: signal %d, stopping\n", g_signal.load());
