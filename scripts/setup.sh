@@ -10,7 +10,7 @@ PKGS=(
   g++ meson ninja-build pkg-config
   libdpdk-dev libhyperscan-dev libipsec-mb-dev libconfig++-dev
   libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libre2-dev libcli11-dev libssl-dev
-  libnuma-dev libpcap-dev libbsd-dev
+  libnuma-dev libpcap-dev libbsd-dev libgoogle-perftools-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   dpdk iproute2 iputils-ping ethtool curl netcat-openbsd python3 procps clang-format
