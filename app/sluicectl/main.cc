@@ -2,6 +2,7 @@
 //   sluicectl analyze -f FILE...          validate mesh config like istioctl analyze
 // (REST verbs — apply, get, delete, status — arrive with the config port.)
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "inputs.hh"
+#include "live.hh"
 #include "route_check.hh"
 
 namespace {
@@ -51,6 +53,7 @@ int main(int argc, char** argv)
     CLI::App app{"sluicectl: drive the sluice appliance and check mesh config offline"};
     app.set_version_flag("--version", std::string("sluicectl ") + SLUICE_VERSION);
     app.require_subcommand(1);
+    app.fallthrough(); // global options may follow the verb: `sluicectl get vs -o json`
 
     std::vector<std::string> files;
     std::string domain = "cluster.local";
@@ -80,6 +83,52 @@ int main(int argc, char** argv)
     check->add_option("--cluster-domain", rc.cluster_domain, "cluster domain")
         ->capture_default_str();
 
+    // Live verbs: a REST client of a running sluiced.
+    ctl_cli::server_opts so;
+    if (const char* env = std::getenv("SLUICE_SERVER"); env != nullptr && *env != '\0') {
+        so.server = env;
+    }
+    app.add_option("--server", so.server, "sluiced REST URL (env SLUICE_SERVER)")
+        ->capture_default_str();
+    app.add_option("--token-file", so.token_file, "bearer token file (env SLUICE_TOKEN: the token)")
+        ->capture_default_str();
+    app.add_option("-o,--output", so.output, "table, yaml or json")
+        ->check(CLI::IsMember({"table", "yaml", "json"}))
+        ->capture_default_str();
+
+    std::vector<std::string> apply_files;
+    bool apply_dry = false;
+    auto* apply = app.add_subcommand("apply", "create or replace objects from YAML/JSON");
+    apply->add_option("-f,--filename", apply_files, "file, directory, or -")->required();
+    apply->add_flag("--dry-run", apply_dry, "validate and compile only");
+
+    std::vector<std::string> del_files;
+    std::vector<std::string> del_args;
+    std::string del_ns = "default";
+    auto* del = app.add_subcommand("delete", "delete objects: -f FILE, or KIND NAME [-n NS]");
+    del->add_option("-f,--filename", del_files, "file, directory, or -");
+    del->add_option("args", del_args, "KIND NAME");
+    del->add_option("-n,--namespace", del_ns, "namespace")->capture_default_str();
+
+    std::string get_kind;
+    std::string get_name;
+    std::string get_ns = "default";
+    bool get_all = false;
+    auto* get = app.add_subcommand("get", "list objects: get KIND [NAME] [-n NS | -A]");
+    get->add_option("kind", get_kind, "vs, dr, gw, se, we, svc, endpointslices, ...")->required();
+    get->add_option("name", get_name, "object name");
+    get->add_option("-n,--namespace", get_ns, "namespace")->capture_default_str();
+    get->add_flag("-A,--all-namespaces", get_all, "every namespace");
+
+    std::string ep_host;
+    std::string ep_subset;
+    auto* eps = app.add_subcommand("endpoints", "endpoints of a host: locality, priority, health");
+    eps->add_option("host", ep_host, "service host (FQDN)")->required();
+    eps->add_option("--subset", ep_subset, "DestinationRule subset");
+
+    auto* stats = app.add_subcommand("stats", "counters per port and lcore, drops by reason");
+    auto* status = app.add_subcommand("status", "generation, snapshot, ports and link state");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -88,6 +137,31 @@ int main(int argc, char** argv)
     }
     if (analyze->parsed()) {
         return run_analyze(files, domain, quiet);
+    }
+    if (apply->parsed()) {
+        return ctl_cli::run_apply(so, apply_files, apply_dry, false);
+    }
+    if (del->parsed()) {
+        if (!del_files.empty()) {
+            return ctl_cli::run_apply(so, del_files, false, true);
+        }
+        if (del_args.size() != 2) {
+            std::cerr << "delete: give -f FILE, or KIND NAME [-n NS]\n";
+            return 2;
+        }
+        return ctl_cli::run_delete_one(so, del_args[0], del_args[1], del_ns);
+    }
+    if (get->parsed()) {
+        return ctl_cli::run_get(so, get_kind, get_name, get_ns, get_all);
+    }
+    if (eps->parsed()) {
+        return ctl_cli::run_endpoints(so, ep_host, ep_subset);
+    }
+    if (stats->parsed()) {
+        return ctl_cli::run_simple_get(so, "/v1/stats");
+    }
+    if (status->parsed()) {
+        return ctl_cli::run_simple_get(so, "/v1/status");
     }
     if (check->parsed()) {
         if (rc.tests.empty() && rc.request.empty()) {

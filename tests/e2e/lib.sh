@@ -29,10 +29,24 @@ e2e_setup() {
   topo_up "$E2E_PREFIX" || { echo "FAIL: topology"; exit 1; }
 }
 
-# A copy of the default config with a private state directory.
+# A copy of the default config with a private state directory and API token.
 e2e_config() {
-  sed "s|^state_dir = .*|state_dir = \"$E2E_TMP/state\";|" "$E2E_ROOT/conf/sluice.conf" >"$E2E_TMP/sluice.conf"
+  sed -e "s|^state_dir = .*|state_dir = \"$E2E_TMP/state\";|" \
+    -e "s|token_file = .*|token_file = \"$E2E_TMP/token\";|" \
+    "$E2E_ROOT/conf/sluice.conf" >"$E2E_TMP/sluice.conf"
   echo "$E2E_TMP/sluice.conf"
+}
+
+# sluicectl inside the appliance namespace (the REST port listens on its loopback).
+SLUICECTL="$E2E_ROOT/build/app/sluicectl/sluicectl"
+ctl() { ip netns exec "$(ns app)" "$SLUICECTL" --token-file "$E2E_TMP/token" "$@"; }
+# api METHOD PATH [curl args...]: a raw REST call with the token; prints the status code
+# on the last line.
+api() {
+  local m=$1 p=$2
+  shift 2
+  ip netns exec "$(ns app)" curl -sS -m 10 -X "$m" -H "Authorization: Bearer $(cat "$E2E_TMP/token")" \
+    -w '\n%{http_code}\n' "$@" "http://127.0.0.1:9180$p"
 }
 
 # sluiced_start CONF: starts sluiced in the appliance namespace and waits (bounded) until
