@@ -167,7 +167,48 @@ nlohmann::json diag_json(const model::diagnostic& d)
     return j;
 }
 
-/// The mesh of a set of stored objects: one List decoded at once.
+/// Splits a decoded mesh into one single-object mesh per kind/namespace/name.
+config_store::model_map split_by_key(model::mesh&& m)
+{
+    config_store::model_map out;
+    auto take = [&out](auto& list, auto member) {
+        for (auto& o : list) {
+            object_key k{o.meta.kind, o.meta.ns, o.meta.name};
+            auto& slot = out[k];
+            slot = model::mesh{};
+            (slot.*member).push_back(std::move(o));
+        }
+    };
+    take(m.gateways, &model::mesh::gateways);
+    take(m.virtual_services, &model::mesh::virtual_services);
+    take(m.destination_rules, &model::mesh::destination_rules);
+    take(m.service_entries, &model::mesh::service_entries);
+    take(m.workload_entries, &model::mesh::workload_entries);
+    take(m.services, &model::mesh::services);
+    take(m.endpoint_slices, &model::mesh::endpoint_slices);
+    return out;
+}
+
+/// The whole candidate model from the per-object ones (copies: the store keeps its own).
+model::mesh combine(const config_store::model_map& models)
+{
+    model::mesh m;
+    for (const auto& [k, one] : models) {
+        auto add = [](auto& into, const auto& from) {
+            into.insert(into.end(), from.begin(), from.end());
+        };
+        add(m.gateways, one.gateways);
+        add(m.virtual_services, one.virtual_services);
+        add(m.destination_rules, one.destination_rules);
+        add(m.service_entries, one.service_entries);
+        add(m.workload_entries, one.workload_entries);
+        add(m.services, one.services);
+        add(m.endpoint_slices, one.endpoint_slices);
+    }
+    return m;
+}
+
+/// The mesh of a set of stored objects: one List decoded at once (start-up).
 model::decoded decode_objects(const std::map<object_key, nlohmann::json>& objects,
                               const model::options& opts)
 {
@@ -268,7 +309,7 @@ size_t config_store::size() const
     return _objects.size();
 }
 
-outcome config_store::commit(std::map<object_key, nlohmann::json> next,
+outcome config_store::commit(std::map<object_key, nlohmann::json> next, model_map next_models,
                              std::vector<std::string> applied, std::vector<std::string> skipped,
                              std::vector<model::diagnostic> decode_diags, bool dry_run,
                              std::optional<uint64_t> if_match)
@@ -291,13 +332,8 @@ outcome config_store::commit(std::map<object_key, nlohmann::json> next,
         o.status = 400;
         return o;
     }
-    auto candidate = decode_objects(next, _opts);
-    for (auto& d : candidate.diagnostics) {
-        if (d.level == model::severity::error) {
-            o.errors.push_back(std::move(d));
-        }
-    }
-    for (auto& d : model::validate(candidate.objects, _opts)) {
+    const model::mesh candidate = combine(next_models);
+    for (auto& d : model::validate(candidate, _opts)) {
         (d.level == model::severity::error ? o.errors : o.warnings).push_back(std::move(d));
     }
     if (!o.errors.empty()) {
@@ -305,7 +341,7 @@ outcome config_store::commit(std::map<object_key, nlohmann::json> next,
         return o;
     }
     const uint64_t gen = _generation + 1;
-    auto prepared = _publish.prepare(candidate.objects, gen);
+    auto prepared = _publish.prepare(candidate, gen);
     if (!prepared) {
         o.status = 400;
         o.errors.push_back(body_error("compile: " + prepared.err().to_string()));
@@ -327,6 +363,7 @@ outcome config_store::commit(std::map<object_key, nlohmann::json> next,
     }
     _publish.activate(std::move(*prepared));
     _objects = std::move(next);
+    _models = std::move(next_models);
     _generation = gen;
     _applied_at = state["applied_at"].get<std::string>();
     o.generation = gen;
@@ -344,7 +381,8 @@ outcome config_store::apply(std::string_view body, bool dry_run, std::optional<u
         o.errors.push_back(body_error(objs.err().to_string()));
         return o;
     }
-    // Decoding the body itself gives syntax/type errors their lines in the user's text.
+    // Decoding the body itself gives syntax/type errors their lines in the user's text, and
+    // the model of exactly the objects this apply changes.
     auto dec = model::decode(body, "request", _opts);
     std::vector<model::diagnostic> diags;
     for (auto& d : dec.diagnostics) {
@@ -352,7 +390,9 @@ outcome config_store::apply(std::string_view body, bool dry_run, std::optional<u
             diags.push_back(std::move(d));
         }
     }
+    auto body_models = split_by_key(std::move(dec.objects));
     auto next = _objects;
+    auto next_models = _models;
     std::vector<std::string> applied;
     std::vector<std::string> skipped;
     for (auto& o : *objs) {
@@ -373,10 +413,15 @@ outcome config_store::apply(std::string_view body, bool dry_run, std::optional<u
             o["metadata"]["namespace"] = k->ns;
         }
         applied.push_back(k->to_string());
+        if (auto m = body_models.find(*k); m != body_models.end()) {
+            next_models[*k] = std::move(m->second);
+        } else {
+            next_models.erase(*k); // decode reported why; the apply fails on that error
+        }
         next[*k] = std::move(o);
     }
-    return commit(std::move(next), std::move(applied), std::move(skipped), std::move(diags),
-                  dry_run, if_match);
+    return commit(std::move(next), std::move(next_models), std::move(applied), std::move(skipped),
+                  std::move(diags), dry_run, if_match);
 }
 
 outcome config_store::remove(std::string_view body, bool dry_run, std::optional<uint64_t> if_match)
@@ -391,6 +436,7 @@ outcome config_store::remove(std::string_view body, bool dry_run, std::optional<
         return o;
     }
     auto next = _objects;
+    auto next_models = _models;
     std::vector<std::string> applied;
     std::vector<std::string> skipped;
     for (const auto& o : *objs) {
@@ -398,19 +444,23 @@ outcome config_store::remove(std::string_view body, bool dry_run, std::optional<
         if (!k) {
             continue;
         }
+        next_models.erase(*k);
         if (next.erase(*k) > 0) {
             applied.push_back(k->to_string());
         } else {
             skipped.push_back(k->to_string() + ": not found");
         }
     }
-    return commit(std::move(next), std::move(applied), std::move(skipped), {}, dry_run, if_match);
+    return commit(std::move(next), std::move(next_models), std::move(applied), std::move(skipped),
+                  {}, dry_run, if_match);
 }
 
 outcome config_store::remove(const object_key& key, bool dry_run, std::optional<uint64_t> if_match)
 {
     std::lock_guard lock(_mu);
     auto next = _objects;
+    auto next_models = _models;
+    next_models.erase(key);
     if (next.erase(key) == 0) {
         outcome o;
         o.status = 404;
@@ -418,7 +468,8 @@ outcome config_store::remove(const object_key& key, bool dry_run, std::optional<
         o.message = key.to_string() + " not found";
         return o;
     }
-    return commit(std::move(next), {key.to_string()}, {}, {}, dry_run, if_match);
+    return commit(std::move(next), std::move(next_models), {key.to_string()}, {}, {}, dry_run,
+                  if_match);
 }
 
 nlohmann::json config_store::list(const std::optional<std::string>& kind,
@@ -527,6 +578,7 @@ result<void> config_store::load(const std::vector<std::string>& mesh_files)
     }
     _publish.activate(std::move(*prepared));
     _objects = std::move(objects);
+    _models = split_by_key(std::move(candidate.objects));
     _generation = gen;
     _applied_at = at;
     return ok();

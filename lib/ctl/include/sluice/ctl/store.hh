@@ -85,16 +85,23 @@ public:
     /// Object count of the current generation.
     [[nodiscard]] size_t size() const;
 
+    /// Decoded objects, one single-object mesh per key: an apply decodes only what it
+    /// changes, and the candidate is assembled from these (a 1,000-object mesh is not
+    /// decoded again on every apply).
+    using model_map = std::map<object_key, model::mesh>;
+
 private:
-    outcome commit(std::map<object_key, nlohmann::json> next, std::vector<std::string> applied,
-                   std::vector<std::string> skipped, std::vector<model::diagnostic> decode_diags,
-                   bool dry_run, std::optional<uint64_t> if_match);
+    outcome commit(std::map<object_key, nlohmann::json> next, model_map next_models,
+                   std::vector<std::string> applied, std::vector<std::string> skipped,
+                   std::vector<model::diagnostic> decode_diags, bool dry_run,
+                   std::optional<uint64_t> if_match);
 
     const std::string _state_dir;
     const model::options _opts;
     const publisher _publish;
     mutable std::mutex _mu; // serializes applies; guards everything below
     std::map<object_key, nlohmann::json> _objects;
+    model_map _models;
     uint64_t _generation = 0;
     std::string _applied_at;
 };
