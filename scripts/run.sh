@@ -45,7 +45,10 @@ echo "== creating the demo topology ($P-*)"
 topo_up "$P" || exit 1
 
 echo "== starting sluiced -c conf/sluice.conf in $P-app"
-ip netns exec "$P-app" "$root/build/app/sluiced/sluiced" -c "$root/conf/sluice.conf" >"$tmp/sluiced.log" 2>&1 &
+# The demo keeps its state (mesh generations, API token) in its own temporary directory.
+sed -e "s|^state_dir = .*|state_dir = \"$tmp/state\";|" -e "s|token_file = .*|token_file = \"$tmp/token\";|" \
+  "$root/conf/sluice.conf" >"$tmp/sluice.conf"
+ip netns exec "$P-app" "$root/build/app/sluiced/sluiced" -c "$tmp/sluice.conf" >"$tmp/sluiced.log" 2>&1 &
 sluiced_pid=$!
 for _ in $(seq 1 150); do
   grep -q '^sluiced: ready' "$tmp/sluiced.log" && break
@@ -60,6 +63,17 @@ echo "hello from sluice's kernel side (appliance namespace), reached through DPD
 ip netns exec "$P-app" python3 -m http.server --bind 198.18.0.1 --directory "$tmp/www" 8080 >/dev/null 2>&1 &
 sleep 0.5
 
+# The mesh config, through the REST config port, as an operator would apply it.
+ctl() { ip netns exec "$P-app" "$root/build/app/sluicectl/sluicectl" --token-file "$tmp/token" "$@"; }
+echo
+echo "== sluicectl apply -f conf/mesh/demo.yaml   (REST port 127.0.0.1:9180 in $P-app)"
+ctl apply -f "$root/conf/mesh/demo.yaml" | sed 's/^/   /'
+echo "== sluicectl endpoints web.demo.svc.cluster.local   (the appliance is in zone-a)"
+ctl endpoints web.demo.svc.cluster.local | sed 's/^/   /'
+echo "== sluicectl route check: GET http://web.demo.example.com/api/orders on the edge gateway"
+"$root/build/app/sluicectl/sluicectl" route check -f "$root/conf/mesh/demo.yaml" \
+  --request 'GET http://web.demo.example.com/api/orders' --gateway istio-system/edge | sed 's/^/   /'
+
 cat <<EOT
 
 == sluice is running. The topology:
@@ -71,6 +85,7 @@ cat <<EOT
      sudo ip netns exec $P-client ping 198.18.0.1
      sudo ip netns exec $P-client curl http://198.18.0.1:8080/
      sudo ip netns exec $P-app ip route      # what the netlink mirror copies into the FIB
+     sudo ip netns exec $P-app $root/build/app/sluicectl/sluicectl --token-file $tmp/token status
    Ctrl-C stops the demo and removes everything.
 
 EOT
