@@ -97,8 +97,8 @@ stats_refresh() {
   done
   return 1
 }
-# stat PORT FIELD / drop REASON: a value of the latest dump.
-stat() {
+# port_stat PORT FIELD / drop REASON: a value of the latest dump.
+port_stat() {
   grep "^stats: port=$1 " "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 drop() {

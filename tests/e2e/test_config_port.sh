@@ -15,7 +15,7 @@ start
 echo "PASS: sluiced starts with the REST port"
 E2E_PASSED=$((E2E_PASSED + 1))
 
-t_token_created() { [ "$(command stat -c %a "$E2E_TMP/token")" = 600 ] && [ "$(wc -c <"$E2E_TMP/token")" -ge 64 ]; }
+t_token_created() { [ "$(stat -c %a "$E2E_TMP/token")" = 600 ] && [ "$(wc -c <"$E2E_TMP/token")" -ge 64 ]; }
 
 t_apply_get() {
   local out

@@ -69,8 +69,8 @@ t_tcp_plain() {
 t_counters_moved() {
   local rx tx tk fk lrx
   stats_refresh || return 1
-  rx=$(stat wan rx_packets); tx=$(stat wan tx_packets)
-  tk=$(stat wan to_kernel); fk=$(stat wan from_kernel); lrx=$(stat lan rx_packets)
+  rx=$(port_stat wan rx_packets); tx=$(port_stat wan tx_packets)
+  tk=$(port_stat wan to_kernel); fk=$(port_stat wan from_kernel); lrx=$(port_stat lan rx_packets)
   echo "wan rx=$rx tx=$tx to_kernel=$tk from_kernel=$fk; lan rx=$lrx"
   # 5 pings + ARP + two HTTP transfers (1 MiB: hundreds of segments) + the nc session.
   [ "$rx" -ge 100 ] && [ "$tx" -ge 700 ] && [ "$lrx" -ge 6 ] || return 1
