@@ -1,0 +1,296 @@
+#pragma once
+/// @file
+/// Per-lcore connection tracking for full-NAT (DESIGN.md §3, STYLE H3/H5/H9).
+///
+/// One `table<F>` per worker lcore and address family (F = `v4` or `v6`, STYLE H6). A flow has
+/// two keys: forward (client -> VIP) and reverse (backend -> SNAT). Both reach the same entry in
+/// O(1) through one index of 64-byte buckets, each 8 slots of {16-bit signature, 32-bit entry
+/// reference + direction} and an overflow count. A key lives in its first bucket, else in its
+/// second (the first's overflow count says so, so lookups read one bucket while it is 0), else
+/// one resident moves to its own other bucket (one cuckoo step; the two buckets of a key are
+/// each other's alternate given its signature, as in rte_hash). The index keeps at most 3/4 of
+/// its slots in use (1/2 for power-of-two capacities).
+///
+/// Memory per flow: the entry is 64 bytes (one cache line, both families: IPv6 entries keep the
+/// VIP and SNAT addresses as 16-bit references into a small per-table refcounted pool), plus
+/// 4 bytes of free list, plus the index: 2 slots of 8 bytes / load, 21 to 43 bytes. Reported
+/// exactly by bytes_per_entry() (100 bytes at a power-of-two capacity).
+///
+/// Lookup hashes the key (folded 128-bit multiplies, seeded), reads the first bucket, compares
+/// signatures, then reads one entry and compares the full key: a hit costs two cache lines, a
+/// miss one (rarely two). lookup_bulk overlaps those misses across a burst (H3).
+///
+/// Thread contract: a table belongs to one lcore; nothing is shared, locked or atomic. `create`
+/// allocates everything once (control path, may fail with an error); every other member is
+/// hot-path safe: no allocation, exception, lock, syscall or log. Time is the TSC, passed in.
+///
+/// Drain: an entry keeps its endpoint id and backend address; the table never consults the
+/// snapshot, so flows to endpoints removed from the config continue until they close or expire.
+///
+/// Flood guard (H9, Katran): when no entry or slot is free after reclaiming expired entries,
+/// `insert` returns nullptr and counts it; the caller then picks the backend by Maglev alone.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "sluice/base/result.hh"
+
+namespace sluice::conntrack {
+
+/// Address family tags (template parameters, STYLE H6).
+struct v4 {
+    static constexpr uint8_t family = 4;
+    static constexpr unsigned addr_len = 4;
+};
+struct v6 {
+    static constexpr uint8_t family = 6;
+    static constexpr unsigned addr_len = 16;
+};
+
+/// A 5-tuple as seen in a packet. Addresses in network order; IPv4 uses the first 4 bytes.
+/// Ports are opaque to the table (use one byte order consistently; ICMP puts its id in sport
+/// and 0 in dport). Bytes past the family's address length must be zero.
+struct flow_key {
+    std::array<uint8_t, 16> src{};
+    std::array<uint8_t, 16> dst{};
+    uint16_t sport = 0;
+    uint16_t dport = 0;
+    uint8_t proto = 0;  ///< IPPROTO_*
+    uint8_t family = 0; ///< 4 or 6
+
+    bool operator==(const flow_key&) const = default;
+};
+
+inline constexpr uint8_t proto_icmp = 1;
+inline constexpr uint8_t proto_tcp = 6;
+inline constexpr uint8_t proto_udp = 17;
+inline constexpr uint8_t proto_icmpv6 = 58;
+
+/// Which key of a flow matched.
+enum class direction : uint8_t { forward = 0, reverse = 1 };
+
+/// TCP state, plus the pseudo-states of other protocols. `free` marks an unused entry.
+enum class state : uint8_t {
+    free = 0,
+    tcp_syn_sent, ///< SYN seen from the client
+    tcp_syn_recv, ///< SYN-ACK seen from the backend
+    tcp_established,
+    tcp_fin_wait, ///< FIN seen in one direction
+    tcp_closing,  ///< FIN seen in both directions
+    tcp_closed,   ///< RST seen
+    udp,
+    icmp,
+    other,
+};
+
+/// TCP flag bits as in the header.
+inline constexpr uint8_t tcp_fin = 0x01;
+inline constexpr uint8_t tcp_syn = 0x02;
+inline constexpr uint8_t tcp_rst = 0x04;
+inline constexpr uint8_t tcp_ack = 0x10;
+
+/// Timeouts in seconds (mirrors config::conntrack_conf::timeouts; conntrack may not include
+/// lib/config, so the wiring code copies the fields).
+struct timeout_seconds {
+    uint32_t tcp_syn = 10;
+    uint32_t tcp_established = 900;
+    uint32_t tcp_fin = 120;
+    uint32_t tcp_closed = 10;
+    uint32_t udp = 300;
+    uint32_t icmp = 30;
+};
+
+/// Timeouts in TSC ticks, indexed by `state`.
+struct timeouts {
+    std::array<uint64_t, 10> by_state{};
+
+    /// Converts seconds at `tsc_hz`. tcp_closing uses tcp_closed; `other` uses udp.
+    static timeouts from_seconds(const timeout_seconds& s, uint64_t tsc_hz) noexcept;
+};
+
+/// IPv4 flow entry: one cache line. Addresses in network order.
+struct alignas(64) entry_v4 {
+    std::array<uint8_t, 4> client_addr;  ///< forward src
+    std::array<uint8_t, 4> vip_addr;     ///< forward dst
+    std::array<uint8_t, 4> backend_addr; ///< reverse src: pinned, survives snapshots
+    std::array<uint8_t, 4> snat_addr;    ///< reverse dst
+    uint16_t client_port;
+    uint16_t vip_port;
+    uint16_t backend_port;
+    uint16_t snat_port;
+    uint64_t endpoint_id; ///< stable id from the snapshot (never looked up by the table)
+    uint64_t expires;     ///< TSC
+    uint8_t proto;
+    state st;
+    uint8_t fin_dirs; ///< bit per direction that sent a FIN
+    uint8_t reserved[21];
+};
+
+/// IPv6 flow entry: one cache line; VIP and SNAT addresses live in the table's address pool.
+struct alignas(64) entry_v6 {
+    std::array<uint8_t, 16> client_addr;
+    std::array<uint8_t, 16> backend_addr;
+    uint16_t client_port;
+    uint16_t vip_port;
+    uint16_t backend_port;
+    uint16_t snat_port;
+    uint64_t endpoint_id;
+    uint64_t expires;
+    uint16_t vip_ref;  ///< address pool reference
+    uint16_t snat_ref; ///< address pool reference
+    uint8_t proto;
+    state st;
+    uint8_t fin_dirs;
+    uint8_t reserved[1];
+};
+
+static_assert(sizeof(entry_v4) == 64, "an IPv4 conntrack entry is one cache line");
+static_assert(sizeof(entry_v6) == 64, "an IPv6 conntrack entry is one cache line");
+
+template <typename F>
+struct entry_of;
+template <>
+struct entry_of<v4> {
+    using type = entry_v4;
+};
+template <>
+struct entry_of<v6> {
+    using type = entry_v6;
+};
+
+/// Per-table counters: plain integers, written only by the owning lcore (H5); readers sum.
+struct counters {
+    uint64_t lookups = 0;
+    uint64_t hits = 0;
+    uint64_t inserts = 0;
+    uint64_t insert_failures_full = 0; ///< flood guard (H9): no entry or index slot free
+    uint64_t insert_failures_addr = 0; ///< IPv6 address pool full (VIP/SNAT addresses)
+    uint64_t expired = 0;              ///< reclaimed after their timeout by lookup() or age()
+    uint64_t evicted = 0;              ///< expired entries reclaimed by insert() to make room
+    uint64_t removed = 0;              ///< remove() calls
+    uint64_t entries = 0;              ///< live entries now
+};
+
+/// Construction parameters (control path).
+struct params {
+    uint32_t capacity = 1u << 20;      ///< flows (entries); at most 2^29
+    uint16_t address_pool = 4096;      ///< IPv6 only: distinct VIP + SNAT addresses in use
+    uint64_t seed = 0x5eed5eed5eedULL; ///< hash seed (per appliance; keep secret from clients)
+    timeouts to;                       ///< per-state timeouts in TSC ticks
+};
+
+/// A lookup result: the entry (nullptr on a miss) and which of its keys matched.
+template <typename F>
+struct match {
+    typename entry_of<F>::type* e = nullptr;
+    direction dir = direction::forward;
+};
+
+/// The per-lcore flow table. Move-only. All members but `create` are noexcept and hot-path
+/// safe; none may be called from another lcore.
+template <typename F>
+class table {
+public:
+    using entry = typename entry_of<F>::type;
+    /// Largest burst for lookup_bulk (longer spans are processed in chunks).
+    static constexpr size_t max_burst = 32;
+
+    /// Allocates the entry array, the index and the free list (control path).
+    static result<table> create(const params& p);
+
+    table(table&&) noexcept;
+    table& operator=(table&&) noexcept;
+    ~table();
+
+    /// Finds the flow of `k`. An expired entry is reclaimed and reported as a miss.
+    match<F> lookup(const flow_key& k, uint64_t now) noexcept;
+
+    /// Looks up a burst: hashes every key and prefetches its buckets, then scans signatures
+    /// and prefetches the candidate entries, then verifies (H3). `out.size() >= keys.size()`.
+    void lookup_bulk(std::span<const flow_key> keys, std::span<match<F>> out,
+                     uint64_t now) noexcept;
+
+    /// Hashes `k` and prefetches its two buckets, for a lookup a few packets later (H3).
+    void prefetch(const flow_key& k) const noexcept;
+
+    /// Adds a flow. `fwd` is client -> VIP, `rev` is backend -> SNAT (same proto); neither may be
+    /// present (the caller looked them up; an SNAT port is free for a backend when its reverse
+    /// key is absent). TCP starts in tcp_syn_sent. Returns nullptr, counted, when full (H9).
+    entry* insert(const flow_key& fwd, const flow_key& rev, uint64_t endpoint_id,
+                  uint64_t now) noexcept;
+
+    /// Advances the TCP state machine for a packet with `tcp_flags` seen in `dir`, and
+    /// refreshes the expiry with the timeout of the resulting state.
+    void update_tcp(entry& e, uint8_t tcp_flags, direction dir, uint64_t now) noexcept;
+
+    /// Refreshes the expiry of a non-TCP flow (or a TCP flow in its current state).
+    void touch(entry& e, uint64_t now) noexcept { e.expires = now + _to.by_state[idx(e.st)]; }
+
+    /// Removes a flow (both keys). `e` must be live.
+    void remove(entry& e) noexcept;
+
+    /// Visits at most `budget` entries from where the last call stopped and reclaims the
+    /// expired ones. Call once per worker loop. Returns the number reclaimed.
+    uint32_t age(uint64_t now, uint32_t budget) noexcept;
+
+    /// The two keys of a live entry (for rewriting: forward is client -> VIP, reverse is
+    /// backend -> SNAT).
+    [[nodiscard]] flow_key forward_key(const entry& e) const noexcept;
+    [[nodiscard]] flow_key reverse_key(const entry& e) const noexcept;
+
+    [[nodiscard]] uint32_t size() const noexcept { return _capacity - _free_top; }
+    [[nodiscard]] uint32_t capacity() const noexcept { return _capacity; }
+    [[nodiscard]] const counters& stats() const noexcept { return _c; }
+    /// Test-only: walks the whole index and returns how many invariants fail (a slot whose
+    /// entry is free or whose key hashes elsewhere, an overflow count that disagrees, slots !=
+    /// 2 x size). Allocates; never call on the data path.
+    [[nodiscard]] uint64_t index_errors_for_test() const;
+    /// Bytes of memory the table holds (entries, index, free list, pools) per entry of capacity.
+    [[nodiscard]] double bytes_per_entry() const noexcept;
+
+private:
+    struct bucket;
+    struct pool;
+    struct free_deleter {
+        void operator()(void* p) const noexcept;
+    };
+
+    table() = default;
+    static constexpr size_t idx(state s) noexcept { return static_cast<size_t>(s); }
+
+    uint64_t hash(const flow_key& k) const noexcept;
+    bool verify(const entry& e, direction d, const flow_key& k) const noexcept;
+    match<F> probe(const flow_key& k, uint64_t h) const noexcept;
+    match<F> finish(match<F> m, uint64_t now) noexcept;
+    bool place(uint64_t h, uint32_t ref, uint64_t now) noexcept;
+    void unplace(uint64_t h, uint32_t ref) noexcept;
+    int free_slot(uint64_t b) const noexcept;
+    void put(uint64_t b, int s, uint16_t sig, uint32_t ref, bool secondary) noexcept;
+    void clear(uint64_t b, int s) noexcept;
+    int make_room(uint64_t b) noexcept;
+    uint32_t reclaim_in(uint64_t h, uint64_t now) noexcept;
+    void release(entry& e) noexcept;
+
+    std::unique_ptr<entry[], free_deleter> _entries;
+    std::unique_ptr<bucket[], free_deleter> _buckets;
+    std::unique_ptr<uint32_t[], free_deleter> _free; ///< stack of free entry indices
+    std::unique_ptr<pool> _pool;                     ///< IPv6 only
+    uint64_t _mask = 0;                              ///< buckets - 1
+    uint64_t _seed = 0;
+    uint32_t _capacity = 0;
+    uint32_t _free_top = 0; ///< number of free indices on the stack
+    uint32_t _age_pos = 0;
+    timeouts _to;
+    counters _c;
+};
+
+using table_v4 = table<v4>;
+using table_v6 = table<v6>;
+
+extern template class table<v4>;
+extern template class table<v6>;
+
+} // namespace sluice::conntrack
