@@ -20,10 +20,9 @@ bool read_all(std::istream& in, std::string& out)
 
 } // namespace
 
-loaded_mesh load_inputs(const std::vector<std::string>& paths, const model::options& opts)
+std::vector<std::string> expand_paths(const std::vector<std::string>& paths)
 {
     namespace fs = std::filesystem;
-    loaded_mesh out;
     std::vector<std::string> files;
     for (const auto& p : paths) {
         std::error_code ec;
@@ -41,6 +40,13 @@ loaded_mesh load_inputs(const std::vector<std::string>& paths, const model::opti
             files.push_back(p);
         }
     }
+    return files;
+}
+
+loaded_mesh load_inputs(const std::vector<std::string>& paths, const model::options& opts)
+{
+    loaded_mesh out;
+    const auto files = expand_paths(paths);
     for (const auto& f : files) {
         std::string text;
         bool good = false;

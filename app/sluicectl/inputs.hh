@@ -16,6 +16,10 @@ struct loaded_mesh {
     bool io_error = false;                      ///< a path could not be read
 };
 
+/// The files of `paths`: a directory stands for its .yaml/.yml/.json files (sorted, not
+/// recursive, as kubectl -f); "-" (stdin) and plain files stay as they are.
+std::vector<std::string> expand_paths(const std::vector<std::string>& paths);
+
 /// Reads and decodes every input; later files replace earlier objects of the same
 /// kind/namespace/name.
 loaded_mesh load_inputs(const std::vector<std::string>& paths, const model::options& opts);

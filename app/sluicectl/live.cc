@@ -1,5 +1,7 @@
 #include "live.hh"
 
+#include "inputs.hh"
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -112,20 +114,29 @@ bool call(const server_opts& s, const std::string& method, const std::string& pa
     return true;
 }
 
+/// Prints the server's diagnostics of one list ("errors" or "warnings"), each as
+/// "LEVEL: OBJECT: FIELD: MESSAGE" (empty parts left out).
+void print_diagnostics(const reply& r, const char* list, const char* level)
+{
+    if (!r.body.is_object() || !r.body.contains(list)) {
+        return;
+    }
+    for (const auto& d : r.body[list]) {
+        std::string line = std::string(level) + ": ";
+        for (const char* part : {"object", "field"}) {
+            if (!d.value(part, "").empty()) {
+                line += d.value(part, "") + ": ";
+            }
+        }
+        std::cerr << line << d.value("message", "") << "\n";
+    }
+}
+
 /// Prints a failed reply's errors (with field paths); returns 1.
 int fail(const reply& r)
 {
     if (r.body.is_object() && r.body.contains("errors")) {
-        for (const auto& e : r.body["errors"]) {
-            std::string line = "error: ";
-            if (!e.value("object", "").empty()) {
-                line += e.value("object", "") + ": ";
-            }
-            if (!e.value("field", "").empty()) {
-                line += e.value("field", "") + ": ";
-            }
-            std::cerr << line << e.value("message", "") << "\n";
-        }
+        print_diagnostics(r, "errors", "error");
     } else {
         std::cerr << "sluicectl: HTTP " << r.status << ": " << r.raw << "\n";
     }
@@ -134,18 +145,7 @@ int fail(const reply& r)
 
 void print_warnings(const reply& r)
 {
-    if (r.body.is_object() && r.body.contains("warnings")) {
-        for (const auto& w : r.body["warnings"]) {
-            std::string line = "warning: ";
-            if (!w.value("object", "").empty()) {
-                line += w.value("object", "") + ": ";
-            }
-            if (!w.value("field", "").empty()) {
-                line += w.value("field", "") + ": ";
-            }
-            std::cerr << line << w.value("message", "") << "\n";
-        }
-    }
+    print_diagnostics(r, "warnings", "warning");
 }
 
 bool read_inputs(const std::vector<std::string>& files, std::string& body)
@@ -178,23 +178,7 @@ std::string age_or(const nlohmann::json& o, const char* key)
 int run_apply(const server_opts& s, const std::vector<std::string>& files, bool dry_run,
               bool remove)
 {
-    std::vector<std::string> expanded;
-    for (const auto& f : files) {
-        std::error_code ec;
-        if (f != "-" && std::filesystem::is_directory(f, ec)) {
-            std::vector<std::string> in_dir;
-            for (const auto& e : std::filesystem::directory_iterator(f, ec)) {
-                const auto ext = e.path().extension().string();
-                if (ext == ".yaml" || ext == ".yml" || ext == ".json") {
-                    in_dir.push_back(e.path().string());
-                }
-            }
-            std::sort(in_dir.begin(), in_dir.end());
-            expanded.insert(expanded.end(), in_dir.begin(), in_dir.end());
-        } else {
-            expanded.push_back(f);
-        }
-    }
+    const auto expanded = expand_paths(files);
     std::string body;
     if (!read_inputs(expanded, body)) {
         return 1;

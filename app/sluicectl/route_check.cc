@@ -12,6 +12,7 @@
 #include "inputs.hh"
 #include "sluice/compile/compile.hh"
 #include "sluice/snapshot/route_match.hh"
+#include "sluice/base/ascii.hh"
 
 namespace sluice::ctl_cli {
 namespace {
@@ -49,13 +50,6 @@ struct verdict {
     std::string retry_on;
     std::string virtual_service;
 };
-
-std::string lower(std::string s)
-{
-    std::transform(s.begin(), s.end(), s.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return s;
-}
 
 std::string fmt_duration(const std::optional<model::duration>& d)
 {
@@ -187,7 +181,7 @@ std::optional<test_request> parse_request_node(const YAML::Node& n, std::string&
             t.gateway = kv.second.as<std::string>();
         } else if (key == "headers") {
             for (const auto& h : kv.second) {
-                t.headers.emplace_back(lower(h.first.as<std::string>()),
+                t.headers.emplace_back(to_lower(h.first.as<std::string>()),
                                        h.second.as<std::string>());
             }
         } else {
@@ -229,7 +223,7 @@ std::vector<std::string> compare(const YAML::Node& expect, const verdict& v)
                 mismatch(key, val.as<std::string>(), v.path);
             }
         } else if (key == "authority") {
-            if (lower(val.as<std::string>()) != lower(v.authority)) {
+            if (to_lower(val.as<std::string>()) != to_lower(v.authority)) {
                 mismatch(key, val.as<std::string>(), v.authority);
             }
         } else if (key == "redirect") {
@@ -341,7 +335,7 @@ std::optional<test_request> parse_request_line(const std::string& line, std::str
         error = "the request must look like 'GET http://host/path'";
         return std::nullopt;
     }
-    t.scheme = lower(url.substr(0, scheme_end));
+    t.scheme = to_lower(url.substr(0, scheme_end));
     const auto rest = url.substr(scheme_end + 3);
     const auto slash = rest.find('/');
     t.authority = rest.substr(0, slash);
@@ -405,7 +399,7 @@ int run_route_check(const route_check_args& args)
             }
             std::string v = h.substr(colon + 1);
             v.erase(0, v.find_first_not_of(' '));
-            t->headers.emplace_back(lower(h.substr(0, colon)), v);
+            t->headers.emplace_back(to_lower(h.substr(0, colon)), v);
         }
         std::cout << t->method << " " << t->scheme << "://" << t->authority << t->path
                   << " (gateway " << t->gateway << ", port " << t->port << ")\n";

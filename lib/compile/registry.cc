@@ -6,6 +6,7 @@
 #include "detail.hh"
 #include "sluice/maglev/maglev.hh"
 #include "sluice/snapshot/host_match.hh"
+#include "sluice/base/ascii.hh"
 
 namespace sluice::compile {
 
@@ -56,28 +57,18 @@ std::string upper(std::string s)
     return s;
 }
 
-std::string lower(std::string s)
-{
-    for (char& c : s) {
-        if (c >= 'A' && c <= 'Z') {
-            c = static_cast<char>(c - 'A' + 'a');
-        }
-    }
-    return s;
-}
-
 // Istio's protocol selection for Kubernetes ports: appProtocol, else the name prefix
 // ("http-web", "grpc"), else the L4 protocol.
 std::string k8s_port_protocol(const model::k8s_service_port& p)
 {
-    std::string ap = lower(p.app_protocol);
+    std::string ap = to_lower(p.app_protocol);
     if (ap == "kubernetes.io/h2c") {
         return "HTTP2";
     }
     if (!ap.empty()) {
         return upper(ap);
     }
-    const std::string n = lower(p.name);
+    const std::string n = to_lower(p.name);
     for (const char* pre : {"http2", "https", "http", "grpc-web", "grpc", "tls", "mongo", "tcp"}) {
         const std::string_view ps{pre};
         if (n == ps ||

@@ -7,22 +7,13 @@
 
 #include "detail.hh"
 #include "sluice/snapshot/host_match.hh"
+#include "sluice/base/ascii.hh"
 
 namespace sluice::compile::detail {
 
 namespace {
 
 using snapshot::no_index;
-
-std::string lower(std::string s)
-{
-    for (char& c : s) {
-        if (c >= 'A' && c <= 'Z') {
-            c = static_cast<char>(c - 'A' + 'a');
-        }
-    }
-    return s;
-}
 
 std::string resolve_gateway(const std::string& g, const std::string& ns)
 {
@@ -349,7 +340,7 @@ struct table_builder {
         } else if (ignore_case && (m.how == model::string_match::kind::exact ||
                                    m.how == model::string_match::kind::prefix)) {
             out.ignore_case = true;
-            out.value = lower(out.value);
+            out.value = to_lower(out.value);
         }
         return out;
     }
@@ -371,14 +362,14 @@ struct table_builder {
             b.authority = matcher(*m.authority, ":authority");
         }
         for (const auto& [k, v] : m.headers) {
-            const std::string name = lower(k);
+            const std::string name = to_lower(k);
             if (name == "uri" || name == "scheme" || name == "method" || name == "authority") {
                 continue; // ISTIO.md: these keys are ignored in `headers`
             }
             b.headers.push_back({name, matcher(v, "header:" + name)});
         }
         for (const auto& [k, v] : m.without_headers) {
-            const std::string name = lower(k);
+            const std::string name = to_lower(k);
             b.without_headers.push_back({name, matcher(v, "header:" + name)});
         }
         for (const auto& [k, v] : m.query_params) {
@@ -797,7 +788,7 @@ result<void> build_http_table(state& s, const vs_list& vss, const vs_by_name& by
         std::map<std::string, bool> mine; // domain -> https redirect
         if (gateway == "mesh") {
             for (const std::string& h : vs.hosts) {
-                mine.emplace(lower(h), false);
+                mine.emplace(to_lower(h), false);
             }
         } else {
             for (const std::string& h : vs.hosts) {
@@ -811,7 +802,7 @@ result<void> build_http_table(state& s, const vs_list& vss, const vs_by_name& by
                         // The more specific of the two names the virtual host (Istio's
                         // pickMatchingGatewayHosts).
                         const std::string d =
-                            lower(snapshot::host_subset_of(h, sh.host) ? h : sh.host);
+                            to_lower(snapshot::host_subset_of(h, sh.host) ? h : sh.host);
                         mine[d] = mine[d] || (srv.tls && srv.tls->https_redirect);
                     }
                 }
@@ -931,7 +922,7 @@ result<void> build_l4_table(state& s, const vs_list& vss, const std::string& gat
                         }
                     }
                     if (ok_host) {
-                        r.sni_hosts.push_back(lower(h));
+                        r.sni_hosts.push_back(to_lower(h));
                     }
                 }
                 if (tls && !c.sni->empty() && r.sni_hosts.empty()) {
@@ -991,13 +982,13 @@ result<void> build_routes(state& s)
                 snapshot::server_host sh;
                 const size_t slash = h.find('/');
                 if (slash == std::string::npos) {
-                    sh.host = lower(h);
+                    sh.host = to_lower(h);
                 } else {
                     sh.ns = h.substr(0, slash);
                     if (sh.ns == ".") {
                         sh.ns = g->meta.ns;
                     }
-                    sh.host = lower(h.substr(slash + 1));
+                    sh.host = to_lower(h.substr(slash + 1));
                 }
                 out.hosts.push_back(std::move(sh));
             }

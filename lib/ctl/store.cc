@@ -10,6 +10,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "sluice/ctl/persist.hh"
+#include "sluice/base/ascii.hh"
 
 namespace sluice::ctl {
 namespace {
@@ -28,14 +29,6 @@ const std::vector<std::pair<std::vector<std::string_view>, std::string_view>>& k
         {{"endpointslices", "endpointslice"}, "EndpointSlice"},
     };
     return k;
-}
-
-std::string lower(std::string_view s)
-{
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
 }
 
 std::string now_rfc3339()
@@ -158,6 +151,16 @@ model::diagnostic body_error(const std::string& message)
     return d;
 }
 
+/// 400 for a body that is not YAML/JSON at all.
+outcome bad_body(const error& e, uint64_t generation)
+{
+    outcome o;
+    o.status = 400;
+    o.generation = generation;
+    o.errors.push_back(body_error(e.to_string()));
+    return o;
+}
+
 nlohmann::json diag_json(const model::diagnostic& d)
 {
     nlohmann::json j = {{"object", d.object}, {"field", d.field}, {"message", d.message}};
@@ -224,9 +227,9 @@ model::decoded decode_objects(const std::map<object_key, nlohmann::json>& object
 
 std::optional<std::string> canonical_kind(std::string_view word)
 {
-    const std::string w = lower(word);
+    const std::string w = to_lower(word);
     for (const auto& [words, kind] : kind_words()) {
-        if (std::find(words.begin(), words.end(), w) != words.end() || w == lower(kind)) {
+        if (std::find(words.begin(), words.end(), w) != words.end() || w == to_lower(kind)) {
             return std::string(kind);
         }
     }
@@ -375,11 +378,7 @@ outcome config_store::apply(std::string_view body, bool dry_run, std::optional<u
     std::lock_guard lock(_mu);
     auto objs = body_objects(body);
     if (!objs) {
-        outcome o;
-        o.status = 400;
-        o.generation = _generation;
-        o.errors.push_back(body_error(objs.err().to_string()));
-        return o;
+        return bad_body(objs.err(), _generation);
     }
     // Decoding the body itself gives syntax/type errors their lines in the user's text, and
     // the model of exactly the objects this apply changes.
@@ -401,7 +400,7 @@ outcome config_store::apply(std::string_view body, bool dry_run, std::optional<u
             diags.push_back(body_error("an object without a kind"));
             continue;
         }
-        if (!canonical_kind(k->kind) || lower(k->kind) != lower(*canonical_kind(k->kind))) {
+        if (!canonical_kind(k->kind) || to_lower(k->kind) != to_lower(*canonical_kind(k->kind))) {
             skipped.push_back(k->to_string() + ": kind not used by the appliance");
             continue;
         }
@@ -429,11 +428,7 @@ outcome config_store::remove(std::string_view body, bool dry_run, std::optional<
     std::lock_guard lock(_mu);
     auto objs = body_objects(body);
     if (!objs) {
-        outcome o;
-        o.status = 400;
-        o.generation = _generation;
-        o.errors.push_back(body_error(objs.err().to_string()));
-        return o;
+        return bad_body(objs.err(), _generation);
     }
     auto next = _objects;
     auto next_models = _models;

@@ -88,11 +88,6 @@ inline bool is(uint8_t c, uint8_t cls) noexcept
     return (classes[c] & cls) != 0;
 }
 
-inline char lower(char c) noexcept
-{
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-
 inline int hex_value(uint8_t c) noexcept
 {
     if (c <= '9') {
@@ -249,19 +244,6 @@ http1_error parse_version(std::string_view v, uint8_t& minor, http1_error malfor
 }
 
 } // namespace
-
-bool iequals(std::string_view a, std::string_view b) noexcept
-{
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (size_t i = 0; i < a.size(); ++i) {
-        if (lower(a[i]) != lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
-}
 
 std::string_view http1_error_name(http1_error e) noexcept
 {

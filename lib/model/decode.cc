@@ -4,6 +4,7 @@
 // nlohmann-json throw; every call into them stays inside this file's try blocks (STYLE C1).
 
 #include "sluice/model/decode.hh"
+#include "sluice/base/ascii.hh"
 
 #include <yaml-cpp/yaml.h>
 
@@ -583,13 +584,6 @@ void each(ctx& c, const node& n, const std::string& path, F&& fn)
 
 // ---------------------------------------------------------------- shared pieces
 
-std::string lower(std::string s)
-{
-    std::transform(s.begin(), s.end(), s.begin(),
-                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-    return s;
-}
-
 std::string resolve_gateway(const std::string& g, const std::string& ns)
 {
     // Istio resolveGatewayName: "mesh" stays, "ns/name" stays, "name" is in the VS's
@@ -661,7 +655,7 @@ void decode_match_map(ctx& c, const node& n, const std::string& path, bool lower
         if (present(kv.second)) {
             decode_string_match(c, kv.second, at(path, key), m);
         }
-        out[lower_keys ? lower(key) : key] = m;
+        out[lower_keys ? to_lower(key) : key] = m;
     }
 }
 

@@ -2,49 +2,6 @@
 
 namespace sluice::snapshot {
 
-namespace {
-
-constexpr char lower(char c) noexcept
-{
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-} // namespace
-
-bool iequals(std::string_view a, std::string_view b) noexcept
-{
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (size_t i = 0; i < a.size(); ++i) {
-        if (lower(a[i]) != lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
-bool istarts_with(std::string_view a, std::string_view p) noexcept
-{
-    return a.size() >= p.size() && iequals(a.substr(0, p.size()), p);
-}
-
-int icompare(std::string_view a, std::string_view b) noexcept
-{
-    const size_t n = a.size() < b.size() ? a.size() : b.size();
-    for (size_t i = 0; i < n; ++i) {
-        const auto ca = static_cast<unsigned char>(lower(a[i]));
-        const auto cb = static_cast<unsigned char>(lower(b[i]));
-        if (ca != cb) {
-            return ca < cb ? -1 : 1;
-        }
-    }
-    if (a.size() == b.size()) {
-        return 0;
-    }
-    return a.size() < b.size() ? -1 : 1;
-}
-
 std::string_view authority_host(std::string_view authority) noexcept
 {
     if (!authority.empty() && authority.front() == '[') {

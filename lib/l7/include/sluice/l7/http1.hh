@@ -15,6 +15,8 @@
 #include <span>
 #include <string_view>
 
+#include "sluice/base/ascii.hh"
+
 namespace sluice::l7 {
 
 /// Every way a message can be rejected: X(name, status, description). The status is what
@@ -86,8 +88,8 @@ enum class target_form : uint8_t { origin, absolute, authority, asterisk };
 /// How the body of a message is delimited.
 enum class body_framing : uint8_t { none, content_length, chunked, until_close };
 
-/// ASCII case-insensitive equality (header names, tokens).
-bool iequals(std::string_view a, std::string_view b) noexcept;
+// ASCII case-insensitive equality (header names, tokens), from base.
+using sluice::iequals;
 
 /// A parsed message head. All views point into the buffer given to the parse() call that
 /// returned http1_event_kind::headers; they stay valid while the caller keeps those bytes.

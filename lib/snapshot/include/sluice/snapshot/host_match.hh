@@ -12,14 +12,14 @@
 #include <cstdint>
 #include <string_view>
 
+#include "sluice/base/ascii.hh"
+
 namespace sluice::snapshot {
 
-/// ASCII case-insensitive equality.
-[[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
-/// ASCII case-insensitive "a starts with p".
-[[nodiscard]] bool istarts_with(std::string_view a, std::string_view p) noexcept;
-/// ASCII case-insensitive three-way compare (as if both were lower-cased).
-[[nodiscard]] int icompare(std::string_view a, std::string_view b) noexcept;
+// The ASCII case helpers live in base (shared with the HTTP codec).
+using sluice::icompare;
+using sluice::iequals;
+using sluice::istarts_with;
 
 /// The host part of an HTTP authority: strips a trailing `:digits` port and the brackets of
 /// an IPv6 literal (`[::1]:80` -> `::1`). No allocation: returns a view into `authority`.
