@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include <linux/if_addr.h>
+#include <linux/neighbour.h>
 
 #include "sluice/glue/netlink.hh"
 
@@ -199,6 +200,25 @@ result<void> install_route(const config::route_conf& r, const std::string& ifnam
         return err("route " + r.prefix.to_string() +
                    (r.via.is_set() ? " via " + r.via.to_string() : std::string()) + " dev " +
                    ifname + ": " + res.err().message);
+    }
+    return ok();
+}
+
+result<void> resolve_neighbour(unsigned ifindex, const net::ip_addr& ip)
+{
+    auto sock = nl_socket::open(0, false);
+    if (!sock) {
+        return sock.err();
+    }
+    ndmsg nd{};
+    nd.ndm_family = ip.is_v4() ? AF_INET : AF_INET6;
+    nd.ndm_ifindex = static_cast<int>(ifindex);
+    nd.ndm_state = NUD_NONE;
+    nd.ndm_flags = NTF_USE;
+    nl_msg m(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, &nd, sizeof(nd));
+    m.attr(NDA_DST, ip.bytes.data(), ip.is_v4() ? 4 : 16);
+    if (auto r = sock->request(m); !r) {
+        return err("resolve neighbour " + ip.to_string() + ": " + r.err().message);
     }
     return ok();
 }

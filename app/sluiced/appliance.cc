@@ -4,6 +4,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 #include "sluice/compile/compile.hh"
 #include "sluice/ctl/appliance_metrics.hh"
@@ -148,6 +150,15 @@ result<void> appliance::bring_up()
         c.exc = rt.exc;
         c.index = static_cast<uint16_t>(i);
         c.inject_worker = static_cast<uint16_t>(i % nworkers);
+        c.mac = mac.bytes;
+        c.mtu = p.mtu;
+        for (const net::ip_addr& a : p.snat) {
+            if (a.is_v4() && c.snat4_count < c.snat4.size()) {
+                std::memcpy(c.snat4[c.snat4_count++].data(), a.bytes.data(), 4);
+            } else if (a.is_v6() && c.snat6_count < c.snat6.size()) {
+                c.snat6[c.snat6_count++] = a.bytes;
+            }
+        }
         const int socket = socket_of_port(rt.nic);
         for (unsigned w = 0; w < nworkers; ++w) {
             for (int dir = 0; dir < 2; ++dir) {
@@ -201,6 +212,82 @@ result<void> appliance::bring_up()
         close_all();
         return r;
     }
+    if (auto r = create_l4(); !r) {
+        close_all();
+        return r;
+    }
+    return ok();
+}
+
+result<void> appliance::create_l4()
+{
+    const auto nworkers = static_cast<uint16_t>(_cfg.lcores.workers.size());
+    auto fwd = fastpath::parse_forwarding(_cfg.l4.forwarding);
+    if (!fwd) {
+        return fwd.err();
+    }
+    _l4_default = *fwd;
+    _l4_settings.gue_port = rte_cpu_to_be_16(_cfg.l4.gue_port);
+    _l4_settings.encap_ttl = _cfg.l4.encap_ttl;
+    _l4view = std::make_unique<rcu::published<fastpath::l4_view>>(*_qsbr);
+    const int socket = socket_of_port(_ports[0].nic);
+    conntrack::timeout_seconds to;
+    to.tcp_syn = _cfg.conntrack.timeouts.tcp_syn;
+    to.tcp_established = _cfg.conntrack.timeouts.tcp_established;
+    to.tcp_fin = _cfg.conntrack.timeouts.tcp_fin;
+    to.tcp_closed = _cfg.conntrack.timeouts.tcp_closed;
+    to.udp = _cfg.conntrack.timeouts.udp;
+    to.icmp = _cfg.conntrack.timeouts.icmp;
+    // The conntrack hash seed: secret per process (clients must not aim at buckets); it does
+    // not affect backend choice, which uses the fixed flow_hash.
+    uint64_t seed = rte_rdtsc() ^ (static_cast<uint64_t>(getpid()) << 32);
+    for (uint16_t w = 0; w < nworkers; ++w) {
+        auto l =
+            fastpath::l4_lcore::create(_cfg.conntrack.capacity, to, rte_get_tsc_hz(), seed + w);
+        if (!l) {
+            return err("conntrack for worker " + std::to_string(w) + ": " + l.err().message);
+        }
+        (*l)->worker = w;
+        (*l)->workers = nworkers;
+        (*l)->port_span = static_cast<uint16_t>((65536u - fastpath::snat_port_base) / nworkers);
+        (*l)->view = _l4view.get();
+        (*l)->fib = _fib.get();
+        (*l)->neigh = _neigh.get();
+        (*l)->settings = &_l4_settings;
+        const std::string sig = "l4sig_w" + std::to_string(w);
+        const std::string res = "l4res_w" + std::to_string(w);
+        (*l)->signals = rte_ring_create_elem(sig.c_str(), sizeof(fastpath::health_signal), 4096,
+                                             socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        (*l)->resolve = rte_ring_create_elem(res.c_str(), sizeof(fastpath::resolve_request), 1024,
+                                             socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if ((*l)->signals == nullptr || (*l)->resolve == nullptr) {
+            return err("cannot create the L4 rings of worker " + std::to_string(w));
+        }
+        _signal_rings.push_back((*l)->signals);
+        _resolve_rings.push_back((*l)->resolve);
+        _l4.push_back(std::move(*l));
+    }
+    for (uint16_t a = 0; a < nworkers; ++a) {
+        for (uint16_t b = 0; b < nworkers; ++b) {
+            if (a == b) {
+                continue;
+            }
+            const std::string name = "l4rd_" + std::to_string(a) + "_" + std::to_string(b);
+            rte_ring* r =
+                rte_ring_create(name.c_str(), ring_size, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (r == nullptr) {
+                return err("cannot create ring " + name);
+            }
+            _rings.push_back(r);
+            _l4[a]->redirect_out[b] = r;
+            _l4[b]->redirect_in[a] = r;
+        }
+    }
+    SLUICE_LOG(INFO, glue,
+               "L4: %u worker(s), conntrack %u flows each (%.0f bytes per flow), "
+               "default forwarding %s",
+               nworkers, _cfg.conntrack.capacity, _l4.empty() ? 0.0 : _l4[0]->ct4.bytes_per_entry(),
+               _cfg.l4.forwarding.c_str());
     return ok();
 }
 
@@ -254,6 +341,10 @@ result<void> appliance::launch()
         wc.qsbr = _qsbr.get();
         wc.stop = &_stop;
         wc.idle_sleep_us = _cfg.lcores.idle_sleep_us;
+        wc.l4 = w < _l4.size() ? _l4[w].get() : nullptr;
+        if (wc.l4 != nullptr) {
+            wc.l4->counters = wc.counters;
+        }
     }
     for (unsigned w = 0; w < nworkers; ++w) {
         if (rte_eal_remote_launch(worker_main, &_workers[w], _cfg.lcores.workers[w]) != 0) {
@@ -295,6 +386,14 @@ void appliance::close_all() noexcept
         rte_ring_free(r);
     }
     _rings.clear();
+    for (rte_ring* r : _signal_rings) {
+        rte_ring_free(r);
+    }
+    _signal_rings.clear();
+    for (rte_ring* r : _resolve_rings) {
+        rte_ring_free(r);
+    }
+    _resolve_rings.clear();
 }
 
 void appliance::publish_snapshot(std::unique_ptr<snapshot::snapshot> snap, uint64_t generation)
@@ -304,6 +403,7 @@ void appliance::publish_snapshot(std::unique_ptr<snapshot::snapshot> snap, uint6
     // worker has passed a quiescent state (tick() or the wait below).
     _snap->publish(std::move(snap));
     _snap_generation = generation;
+    rebuild_l4(true);
     const auto t = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
     while (_snap->retired() > 0 && std::chrono::steady_clock::now() < t) {
         _snap->reclaim();
@@ -313,12 +413,155 @@ void appliance::publish_snapshot(std::unique_ptr<snapshot::snapshot> snap, uint6
     }
 }
 
+namespace {
+
+health::duration steady_now()
+{
+    return std::chrono::duration_cast<health::duration>(
+        std::chrono::steady_clock::now().time_since_epoch());
+}
+
+} // namespace
+
+void appliance::rebuild_l4(bool reconfigure)
+{
+    if (!_l4view) {
+        return;
+    }
+    const snapshot::snapshot* s = _snap ? _snap->load() : nullptr;
+    if (reconfigure) {
+        // The detector follows the snapshot: clusters with outlierDetection and their
+        // endpoints; surviving endpoints keep their state.
+        std::vector<health::cluster_config> cc;
+        _outlier_clusters.clear();
+        if (s != nullptr) {
+            for (const auto& c : s->clusters) {
+                if (!c.policy.outlier || c.missing) {
+                    continue;
+                }
+                const auto& o = *c.policy.outlier;
+                health::cluster_config k;
+                k.name = c.name;
+                k.outlier.consecutive_5xx_errors = o.consecutive_5xx_errors;
+                k.outlier.consecutive_gateway_errors = o.consecutive_gateway_errors;
+                k.outlier.split_external_local_origin_errors = o.split_external_local_origin_errors;
+                k.outlier.consecutive_local_origin_failures = o.consecutive_local_origin_failures;
+                k.outlier.interval = o.interval;
+                k.outlier.base_ejection_time = o.base_ejection_time;
+                k.outlier.max_ejection_percent = o.max_ejection_percent;
+                for (const auto& e : c.endpoints) {
+                    k.endpoints.push_back(e.id);
+                    _outlier_clusters[e.id].push_back(c.name);
+                }
+                cc.push_back(std::move(k));
+            }
+        }
+        _detector.configure(std::move(cc), steady_now());
+    }
+    _health = health::table::build(_detector, {});
+    fastpath::l4_view_input in;
+    in.snap = s;
+    in.default_forwarding = _l4_default;
+    for (const auto& p : _cfg.ports) {
+        for (const auto& a : p.addresses) {
+            in.local_addresses.push_back(a.addr);
+        }
+    }
+    const health::table& ht = _health;
+    in.unhealthy = [&ht](std::string_view cluster, uint64_t id) {
+        return ht.lookup(cluster, id) != health::reason::healthy;
+    };
+    in.previous = _l4view->load();
+    in.tsc_hz = rte_get_tsc_hz();
+    auto v = fastpath::build_l4_view(in);
+    if (!v) {
+        // The snapshot was accepted (compile succeeded); an L4 table that cannot be built
+        // keeps the previous view and says why.
+        SLUICE_LOG(ERR, glue, "L4 view not rebuilt: %s", v.err().to_string().c_str());
+        return;
+    }
+    if (!reconfigure) {
+        for (size_t i = 0; i < (*v)->cluster_count(); ++i) {
+            const auto& c = (*v)->cluster(i);
+            const auto* before =
+                in.previous != nullptr ? in.previous->find_cluster(c.name) : nullptr;
+            if (before != &c) {
+                const auto load = c.selector.load();
+                std::string levels;
+                for (size_t l = 0; l < load.size(); ++l) {
+                    levels += (l == 0 ? "" : "/") + std::to_string(load[l]);
+                }
+                SLUICE_LOG(INFO, glue,
+                           "health: cluster %s: %u of %zu endpoints unhealthy; "
+                           "level load %% %s",
+                           c.name.c_str(), c.unhealthy, c.endpoints.size(), levels.c_str());
+            }
+        }
+    }
+    _l4view->publish(std::move(*v));
+}
+
+void appliance::process_health()
+{
+    const health::duration now = steady_now();
+    bool changed = false;
+    fastpath::health_signal sig[64];
+    for (rte_ring* r : _signal_rings) {
+        const unsigned n =
+            rte_ring_sc_dequeue_burst_elem(r, sig, sizeof(sig[0]), std::size(sig), nullptr);
+        for (unsigned i = 0; i < n; ++i) {
+            const auto it = _outlier_clusters.find(sig[i].endpoint_id);
+            if (it == _outlier_clusters.end()) {
+                continue;
+            }
+            const auto o = sig[i].outcome == fastpath::signal_success
+                               ? health::outcome::success
+                               : health::outcome::connect_failure;
+            for (const std::string& c : it->second) {
+                changed = _detector.report(c, sig[i].endpoint_id, o, now) || changed;
+            }
+        }
+    }
+    changed = _detector.tick(now) || changed;
+    if (changed) {
+        rebuild_l4(false);
+    }
+}
+
+void appliance::process_resolves()
+{
+    fastpath::resolve_request req[32];
+    for (rte_ring* r : _resolve_rings) {
+        const unsigned n =
+            rte_ring_sc_dequeue_burst_elem(r, req, sizeof(req[0]), std::size(req), nullptr);
+        for (unsigned i = 0; i < n; ++i) {
+            if (req[i].port >= _cfg.ports.size()) {
+                continue;
+            }
+            auto idx = glue::ifindex(_cfg.ports[req[i].port].name);
+            net::ip_addr a;
+            a.family = req[i].family;
+            a.bytes = req[i].addr;
+            if (idx) {
+                if (auto res = glue::resolve_neighbour(*idx, a); !res) {
+                    SLUICE_LOG(WARNING, glue, "%s", res.err().message.c_str());
+                }
+            }
+        }
+    }
+}
+
 void appliance::tick()
 {
     if (_snap) {
         std::lock_guard lock(_snap_mu);
         _snap->reclaim();
+        if (_l4view) {
+            process_health();
+            _l4view->reclaim();
+        }
     }
+    process_resolves();
 }
 
 bool appliance::ready() const
@@ -365,7 +608,10 @@ ctl::api_hooks appliance::make_hooks()
                  {"envoy_cluster_upstream_rq_total", "envoy_cluster_upstream_cx_active",
                   "envoy_cluster_outlier_detection_ejections_active"}) {
                 for (const auto& c : s->clusters) {
-                    e.sample(name, {{"envoy_cluster_name", c.name}}, 0);
+                    const bool ej = std::string_view(name) ==
+                                    "envoy_cluster_outlier_detection_ejections_active";
+                    e.sample(name, {{"envoy_cluster_name", c.name}},
+                             ej ? static_cast<double>(_detector.ejections_active(c.name)) : 0);
                 }
             }
             text += e.text();
@@ -426,21 +672,28 @@ ctl::api_hooks appliance::make_hooks()
                     const auto& e = c.endpoints[i];
                     const uint32_t level =
                         i < c.plan.level_of.size() ? c.plan.level_of[i] : UINT32_MAX;
-                    out.push_back({{"cluster", c.name},
-                                   {"address", e.address},
-                                   {"port", e.port},
-                                   {"labels", e.endpoint_labels},
-                                   {"locality", e.locality.region + "/" + e.locality.zone + "/" +
-                                                    e.locality.subzone},
-                                   {"network", e.network},
-                                   {"node", e.node_name},
-                                   {"priority", level == UINT32_MAX ? nlohmann::json(nullptr)
-                                                                    : nlohmann::json(level)},
-                                   {"weight", e.weight},
-                                   {"health", e.ready ? "healthy" : "not ready"},
-                                   {"active_connections", 0},
-                                   {"active_requests", 0},
-                                   {"origin", e.origin}});
+                    out.push_back(
+                        {{"cluster", c.name},
+                         {"address", e.address},
+                         {"port", e.port},
+                         {"labels", e.endpoint_labels},
+                         {"locality",
+                          e.locality.region + "/" + e.locality.zone + "/" + e.locality.subzone},
+                         {"network", e.network},
+                         {"node", e.node_name},
+                         {"priority",
+                          level == UINT32_MAX ? nlohmann::json(nullptr) : nlohmann::json(level)},
+                         {"weight", e.weight},
+                         {"health",
+                          !e.ready ? "not ready"
+                          : _health.lookup(c.name, e.id) == health::reason::outlier_ejected
+                              ? "ejected"
+                          : _health.lookup(c.name, e.id) == health::reason::active_check_failed
+                              ? "failed health check"
+                              : "healthy"},
+                         {"active_connections", 0},
+                         {"active_requests", 0},
+                         {"origin", e.origin}});
                 }
             }
         }
@@ -519,6 +772,8 @@ void appliance::shut_down() noexcept
         _launched = false;
     }
     _mirror.reset();
+    _l4view.reset();
+    _l4.clear();
     _fib.reset();
     _neigh.reset();
     _api.reset();
@@ -543,6 +798,16 @@ void appliance::print_stats() const
                     stats::drop_name(stats::drop(d)).data(), t.drops[d]);
     }
     std::printf("\n");
+    std::printf("stats: l4");
+    for (size_t i = 0; i < stats::l4_event_count; ++i) {
+        const auto n = stats::l4_event_name(stats::l4_event(i));
+        std::printf(" %.*s=%" PRIu64, static_cast<int>(n.size()), n.data(), t.l4[i]);
+    }
+    uint64_t flows = 0;
+    for (const auto& l : _l4) {
+        flows += l->ct4.size() + l->ct6.size();
+    }
+    std::printf(" conntrack_entries=%" PRIu64 "\n", flows);
     auto lcore_line = [&](unsigned l, const char* role) {
         const auto& c = _stats->lcore(l);
         const auto s = _stats->sum_lcore(l);

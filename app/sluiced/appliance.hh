@@ -2,6 +2,7 @@
 // The running appliance: everything sluiced brings up, and its shutdown. Only wiring.
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -10,7 +11,10 @@
 #include "sluice/ctl/api.hh"
 #include "sluice/ctl/store.hh"
 #include "sluice/snapshot/snapshot.hh"
+#include "sluice/fastpath/l4_stage.hh"
+#include "sluice/fastpath/l4_view.hh"
 #include "sluice/fastpath/worker.hh"
+#include "sluice/health/health.hh"
 #include "sluice/glue/netlink_mirror.hh"
 #include "sluice/net/fib.hh"
 #include "sluice/net/neigh.hh"
@@ -36,7 +40,9 @@ public:
     /// Loads the mesh config (the last persisted generation, else mesh.files), publishes
     /// its snapshot, and opens the REST config port.
     result<void> start_config();
-    /// Housekeeping on the main thread: frees snapshots whose grace period ended.
+    /// Housekeeping on the main thread: frees snapshots whose grace period ended, feeds the
+    /// workers' passive health signals to the outlier detector (republishing the L4 view when
+    /// the ejected set changes), and asks the kernel to resolve neighbours the workers miss.
     void tick();
     /// Stops the lcores, closes every port (TAP interfaces disappear).
     void shut_down() noexcept;
@@ -55,6 +61,12 @@ private:
     static int slowpath_main(void* arg);
     void close_all() noexcept;
     void publish_snapshot(std::unique_ptr<snapshot::snapshot> snap, uint64_t generation);
+    /// Builds and publishes the L4 view from the current snapshot and health (with _snap_mu
+    /// held). `reconfigure`: the snapshot changed, so the detector's clusters do too.
+    void rebuild_l4(bool reconfigure);
+    void process_health();
+    void process_resolves();
+    result<void> create_l4();
     ctl::api_hooks make_hooks();
     bool ready() const;
 
@@ -75,6 +87,18 @@ private:
     std::unique_ptr<rcu::published<snapshot::snapshot>> _snap;
     mutable std::mutex _snap_mu;
     uint64_t _snap_generation = 0; // guarded by _snap_mu
+    // The L4 fast path: per-worker state and rings, the published view, and the health
+    // source of truth (detector + table), all guarded by _snap_mu on the control side.
+    std::vector<std::unique_ptr<fastpath::l4_lcore>> _l4;
+    std::unique_ptr<rcu::published<fastpath::l4_view>> _l4view;
+    fastpath::l4_settings _l4_settings;
+    fastpath::forwarding _l4_default = fastpath::forwarding::fullnat;
+    health::detector _detector;                                     // guarded by _snap_mu
+    health::table _health;                                          // guarded by _snap_mu
+    std::map<uint64_t, std::vector<std::string>> _outlier_clusters; // endpoint id -> clusters
+    std::vector<rte_ring*> _signal_rings;
+    std::vector<rte_ring*> _resolve_rings;
+    std::vector<std::string> _l4_errors; // guarded by _snap_mu: the last view build failure
     std::unique_ptr<ctl::config_store> _store;
     std::unique_ptr<ctl::api> _api;
     std::unique_ptr<ctl::rest_server> _rest;

@@ -75,6 +75,7 @@ void build_listeners(state& s)
                 l.proto = p.proto;
                 l.kind = kind_of(p.proto);
                 l.host = host;
+                l.forwarding = si.forwarding;
                 const auto it = s.cluster_by_name.find(snapshot::cluster_name(p.number, "", host));
                 l.cluster = it == s.cluster_by_name.end() ? snapshot::no_index : it->second;
                 if (l.kind == snapshot::listener_kind::tcp && l.cluster != snapshot::no_index) {

@@ -35,7 +35,8 @@ struct service_info {
     bool itp_local = false;
     locality::mode mode = locality::mode::prefer_network;
     std::string mode_source = "default (PreferNetwork toward backends)";
-    int mode_rank = 0; ///< 3 Service field, 2 Service annotation, 1 ServiceEntry annotation
+    int mode_rank = 0;      ///< 3 Service field, 2 Service annotation, 1 ServiceEntry annotation
+    std::string forwarding; ///< sluice.io/forwarding (Service over ServiceEntry); empty: default
 };
 
 struct state {

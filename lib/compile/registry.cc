@@ -32,6 +32,7 @@ namespace detail {
 namespace {
 
 constexpr const char* annotation_distribution = "networking.istio.io/traffic-distribution";
+constexpr const char* annotation_forwarding = "sluice.io/forwarding";
 
 template <typename T>
 std::vector<const T*> sorted(const std::vector<T>& v)
@@ -245,6 +246,10 @@ result<void> build_registry(state& s)
             it != svc->meta.annotations.end()) {
             set_mode(si, 2, it->second, id + " annotation");
         }
+        if (const auto it = svc->meta.annotations.find(annotation_forwarding);
+            it != svc->meta.annotations.end()) {
+            si.forwarding = it->second;
+        }
         if (si.mode_rank == 0 && label_or(svc->meta.labels_, "gateway.istio.io/managed", "") ==
                                      "istio.io-mesh-controller") {
             si.mode = locality::mode::prefer_close;
@@ -339,6 +344,10 @@ result<void> build_registry(state& s)
             if (const auto it = se->meta.annotations.find(annotation_distribution);
                 it != se->meta.annotations.end()) {
                 set_mode(si, 1, it->second, id + " annotation");
+            }
+            if (const auto it = se->meta.annotations.find(annotation_forwarding);
+                it != se->meta.annotations.end() && si.forwarding.empty()) {
+                si.forwarding = it->second;
             }
             if (eps.empty() && dns && host.find('*') == std::string::npos) {
                 // DNS resolution without endpoints: the host itself is the endpoint.

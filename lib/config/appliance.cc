@@ -502,6 +502,20 @@ void check_misc(checker& c, const Setting& root, appliance_config& cfg,
             c.integer(*t, p, "icmp", to.icmp, 1, week);
         }
     }
+    if (const Setting* g = c.group(root, "", "l4")) {
+        c.check_keys(*g, "l4", {"forwarding", "gue_port", "encap_ttl"});
+        std::string fwd;
+        if (c.string(*g, "l4", "forwarding", fwd)) {
+            if (fwd == "fullnat" || fwd == "ipip" || fwd == "gue") {
+                cfg.l4.forwarding = fwd;
+            } else {
+                c.error((*g)["forwarding"], "l4.forwarding",
+                        "\"" + fwd + "\" is not one of \"fullnat\", \"ipip\", \"gue\"");
+            }
+        }
+        c.integer(*g, "l4", "gue_port", cfg.l4.gue_port, 1, 65535);
+        c.integer(*g, "l4", "encap_ttl", cfg.l4.encap_ttl, 1, 255);
+    }
     if (const Setting* g = c.group(root, "", "api")) {
         c.check_keys(*g, "api", {"listen", "token_file"});
         if (c.string(*g, "api", "listen", cfg.api.listen)) {
@@ -554,7 +568,7 @@ load_result check(libconfig::Config& lc, const std::string& name)
     checker c(name, out.errors);
     const Setting& root = lc.getRoot();
     c.check_keys(root, "",
-                 {"node", "eal", "lcores", "ports", "routes", "exception", "conntrack", "api",
+                 {"node", "eal", "lcores", "ports", "routes", "exception", "conntrack", "l4", "api",
                   "state_dir", "mesh"});
     check_node(c, root, cfg);
 

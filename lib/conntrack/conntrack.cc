@@ -355,7 +355,7 @@ match<F> table<F>::finish(match<F> m, uint64_t now) noexcept
         return m;
     }
     if (expired(m.e->expires, now)) {
-        release(*m.e);
+        expire(*m.e);
         ++_c.expired;
         return {};
     }
@@ -528,7 +528,7 @@ uint32_t table<F>::reclaim_in(uint64_t h, uint64_t now) noexcept
             }
             entry& e = _entries[((b.ref[s] & ref_mask) - 1) >> 1];
             if (expired(e.expires, now)) {
-                release(e);
+                expire(e);
                 ++_c.evicted;
                 ++n;
             }
@@ -572,11 +572,25 @@ flow_key table<F>::reverse_key(const entry& e) const noexcept
 }
 
 template <typename F>
+void table<F>::expire(entry& e) noexcept
+{
+    if (e.st == state::tcp_syn_sent) {
+        ++_c.syn_expired;
+    }
+    if (_hook != nullptr) {
+        _hook(_hook_ctx, e);
+    }
+    release(e);
+}
+
+template <typename F>
 void table<F>::release(entry& e) noexcept
 {
     const auto index = static_cast<uint32_t>(&e - _entries.get());
     unplace(hash(forward_key(e)), make_ref(index, direction::forward));
-    unplace(hash(reverse_key(e)), make_ref(index, direction::reverse));
+    if ((e.flags & entry_flag_single_key) == 0) {
+        unplace(hash(reverse_key(e)), make_ref(index, direction::reverse));
+    }
     if constexpr (F::family == 6) {
         _pool->release(e.vip_ref);
         _pool->release(e.snat_ref);
@@ -590,8 +604,26 @@ template <typename F>
 typename table<F>::entry* table<F>::insert(const flow_key& fwd, const flow_key& rev,
                                            uint64_t endpoint_id, uint64_t now) noexcept
 {
+    return insert_impl(fwd, &rev, rev.src.data(), rev.sport, endpoint_id, now);
+}
+
+template <typename F>
+typename table<F>::entry* table<F>::insert_single(const flow_key& fwd, const uint8_t* backend,
+                                                  uint16_t backend_port, uint64_t endpoint_id,
+                                                  uint64_t now) noexcept
+{
+    return insert_impl(fwd, nullptr, backend, backend_port, endpoint_id, now);
+}
+
+template <typename F>
+typename table<F>::entry* table<F>::insert_impl(const flow_key& fwd, const flow_key* rev,
+                                                const uint8_t* backend, uint16_t backend_port,
+                                                uint64_t endpoint_id, uint64_t now) noexcept
+{
     const uint64_t hf = hash(fwd);
-    const uint64_t hr = hash(rev);
+    // A single-key flow keeps the VIP as its (unused) SNAT address: no extra pool entry.
+    const std::array<uint8_t, 16>& snat = rev != nullptr ? rev->dst : fwd.dst;
+    const uint64_t hr = rev != nullptr ? hash(*rev) : 0;
     if (_free_top == 0) {
         reclaim_in(hf, now);
         if (_free_top == 0) {
@@ -603,7 +635,7 @@ typename table<F>::entry* table<F>::insert(const flow_key& fwd, const flow_key& 
     entry& e = _entries[index];
     if constexpr (F::family == 6) {
         const int32_t vr = _pool->acquire(fwd.dst);
-        const int32_t sr = vr < 0 ? -1 : _pool->acquire(rev.dst);
+        const int32_t sr = vr < 0 ? -1 : _pool->acquire(snat);
         if (sr < 0) {
             if (vr >= 0) {
                 _pool->release(static_cast<uint16_t>(vr));
@@ -615,17 +647,18 @@ typename table<F>::entry* table<F>::insert(const flow_key& fwd, const flow_key& 
         e.snat_ref = static_cast<uint16_t>(sr);
     } else {
         std::memcpy(e.vip_addr.data(), fwd.dst.data(), 4);
-        std::memcpy(e.snat_addr.data(), rev.dst.data(), 4);
+        std::memcpy(e.snat_addr.data(), snat.data(), 4);
     }
     std::memcpy(e.client_addr.data(), fwd.src.data(), F::addr_len);
-    std::memcpy(e.backend_addr.data(), rev.src.data(), F::addr_len);
+    std::memcpy(e.backend_addr.data(), backend, F::addr_len);
     e.client_port = fwd.sport;
     e.vip_port = fwd.dport;
-    e.backend_port = rev.sport;
-    e.snat_port = rev.dport;
+    e.backend_port = backend_port;
+    e.snat_port = rev != nullptr ? rev->dport : 0;
     e.endpoint_id = endpoint_id;
     e.proto = fwd.proto;
     e.fin_dirs = 0;
+    e.flags = rev != nullptr ? 0 : entry_flag_single_key;
     switch (fwd.proto) {
     case proto_tcp:
         e.st = state::tcp_syn_sent;
@@ -647,7 +680,7 @@ typename table<F>::entry* table<F>::insert(const flow_key& fwd, const flow_key& 
     --_free_top;
     ++_c.entries;
     if (place(hf, make_ref(index, direction::forward), now)) {
-        if (place(hr, make_ref(index, direction::reverse), now)) {
+        if (rev == nullptr || place(hr, make_ref(index, direction::reverse), now)) {
             ++_c.inserts;
             return &e;
         }
@@ -687,6 +720,26 @@ void table<F>::update_tcp(entry& e, uint8_t tcp_flags, direction dir, uint64_t n
 }
 
 template <typename F>
+void table<F>::update_tcp_forward_only(entry& e, uint8_t tcp_flags, uint64_t now) noexcept
+{
+    const bool syn = (tcp_flags & tcp_syn) != 0;
+    if ((tcp_flags & tcp_rst) != 0) {
+        e.st = state::tcp_closed;
+    } else if (syn) {
+        if (e.st == state::tcp_closed || e.st == state::tcp_closing) {
+            e.st = state::tcp_syn_sent; // the 5-tuple is reused: keep the backend
+            e.fin_dirs = 0;
+        }
+    } else if ((tcp_flags & tcp_fin) != 0) {
+        e.fin_dirs |= 1u;
+        e.st = state::tcp_fin_wait;
+    } else if (e.st == state::tcp_syn_sent || e.st == state::tcp_syn_recv) {
+        e.st = state::tcp_established; // the client ACKs: the backend answered
+    }
+    e.expires = now + _to.by_state[idx(e.st)];
+}
+
+template <typename F>
 void table<F>::remove(entry& e) noexcept
 {
     release(e);
@@ -702,7 +755,7 @@ uint32_t table<F>::age(uint64_t now, uint32_t budget) noexcept
         entry& e = _entries[_age_pos];
         _age_pos = _age_pos + 1 == _capacity ? 0 : _age_pos + 1;
         if (e.st != state::free && expired(e.expires, now)) {
-            release(e);
+            expire(e);
             ++_c.expired;
             ++n;
         }
@@ -717,6 +770,12 @@ uint64_t table<F>::index_errors_for_test() const
     auto overflow = std::make_unique<uint32_t[]>(nbuckets);
     uint64_t errors = 0;
     uint64_t slots = 0;
+    uint64_t single = 0;
+    for (uint32_t i = 0; i < _capacity; ++i) {
+        single += _entries[i].st != state::free && (_entries[i].flags & entry_flag_single_key) != 0
+                      ? 1
+                      : 0;
+    }
     for (uint64_t b = 0; b < nbuckets; ++b) {
         for (unsigned s = 0; s < slots_per_bucket; ++s) {
             const uint32_t ref = _buckets[b].ref[s];
@@ -742,7 +801,7 @@ uint64_t table<F>::index_errors_for_test() const
     for (uint64_t b = 0; b < nbuckets; ++b) {
         errors += overflow[b] != _buckets[b].overflow ? 1 : 0;
     }
-    errors += slots != 2ull * size() ? 1 : 0;
+    errors += slots != 2ull * size() - single ? 1 : 0;
     errors += _c.entries != size() ? 1 : 0;
     return errors;
 }

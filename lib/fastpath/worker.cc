@@ -5,6 +5,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include "sluice/fastpath/l4_stage.hh"
 #include "sluice/fastpath/stages.hh"
 #include "sluice/rcu/qsbr.hh"
 
@@ -14,35 +15,75 @@ namespace {
 // Empty polls in a row before an idle worker may sleep (when idle_sleep_us > 0).
 constexpr unsigned idle_polls_before_sleep = 256;
 
-unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
+/// Transmits `n` frames on port `p`'s queue of this worker, counting them; frees what the
+/// queue refuses.
+void tx_burst(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n) noexcept
 {
-    rte_mbuf* pkts[burst_size];
-    const uint16_t n = rte_eth_rx_burst(p.nic, w.queue, pkts, burst_size);
-    if (n == 0) {
-        return 0;
-    }
     auto& c = *w.counters;
     auto& pc = c.port[p.index];
+    const uint16_t sent = rte_eth_tx_burst(p.nic, w.queue, pkts, n);
     uint64_t bytes = 0;
-    for (uint16_t i = 0; i < n; ++i) {
+    for (uint16_t i = 0; i < sent; ++i) {
         bytes += rte_pktmbuf_pkt_len(pkts[i]);
     }
-    pc.rx_packets.add(n);
-    pc.rx_bytes.add(bytes);
+    pc.tx_packets.add(sent);
+    pc.tx_bytes.add(bytes);
+    if (sent < n) [[unlikely]] {
+        c.count_drop(stats::drop::tx_full, n - sent);
+        rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+    }
+}
 
-    // Decide, then dispatch (H2).
+/// Classify, the L4 stage, then dispatch (H2): one burst from port `p` (or redirected to this
+/// worker by another, then `p` is only where unclaimed frames go to the kernel).
+void process(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n,
+             bool redirected) noexcept
+{
+    auto& c = *w.counters;
     verdicts v;
     classify_stage(std::span<rte_mbuf* const>(pkts, n), v);
+    l4_decision d[burst_size];
+    const uint16_t l4 =
+        l4_stage(w, p, std::span<rte_mbuf* const>(pkts, n), v, std::span(d, n), redirected);
+
     rte_mbuf* punt[burst_size];
-    rte_mbuf* drop[burst_size];
+    rte_mbuf* dropped[burst_size];
     uint16_t npunt = 0;
     uint16_t ndrop = 0;
+    rte_mbuf* tx[stats::max_ports][burst_size];
+    uint16_t ntx[stats::max_ports] = {};
     for (uint16_t i = 0; i < n; ++i) {
+        if (l4 != 0 && d[i].v != l4_verdict::pass) {
+            switch (d[i].v) {
+            case l4_verdict::tx:
+                tx[d[i].port][ntx[d[i].port]++] = pkts[i];
+                continue;
+            case l4_verdict::redirect:
+                if (rte_ring_sp_enqueue(w.l4->redirect_out[d[i].port], pkts[i]) == 0) {
+                    c.count(stats::l4_event::redirected_out);
+                } else {
+                    c.count_drop(stats::drop::l4_redirect_full);
+                    dropped[ndrop++] = pkts[i];
+                }
+                continue;
+            default:
+                c.count_drop(d[i].reason);
+                dropped[ndrop++] = pkts[i];
+                continue;
+            }
+        }
         if (v.next[i] == next_node::exception) {
             punt[npunt++] = pkts[i];
         } else {
             c.count_drop(v.reason[i]);
-            drop[ndrop++] = pkts[i];
+            dropped[ndrop++] = pkts[i];
+        }
+    }
+    if (l4 != 0) {
+        for (size_t port = 0; port < w.ports.size(); ++port) {
+            if (ntx[port] != 0) {
+                tx_burst(w, w.ports[port], tx[port], ntx[port]);
+            }
         }
     }
     if (npunt > 0) {
@@ -54,9 +95,52 @@ unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
         }
     }
     if (ndrop > 0) {
-        rte_pktmbuf_free_bulk(drop, ndrop);
+        rte_pktmbuf_free_bulk(dropped, ndrop);
     }
+}
+
+unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
+{
+    rte_mbuf* pkts[burst_size];
+    const uint16_t n = rte_eth_rx_burst(p.nic, w.queue, pkts, burst_size);
+    if (n == 0) {
+        return 0;
+    }
+    auto& pc = w.counters->port[p.index];
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        bytes += rte_pktmbuf_pkt_len(pkts[i]);
+    }
+    pc.rx_packets.add(n);
+    pc.rx_bytes.add(bytes);
+    process(w, p, pkts, n, false);
     return n;
+}
+
+/// Replies that RSS delivered to another worker, handed over through its ring.
+unsigned drain_redirects(const worker_ctx& w) noexcept
+{
+    if (w.l4 == nullptr || w.l4->workers < 2) {
+        return 0;
+    }
+    unsigned work = 0;
+    rte_mbuf* pkts[burst_size];
+    for (unsigned from = 0; from < w.l4->workers; ++from) {
+        rte_ring* r = w.l4->redirect_in[from];
+        if (r == nullptr) {
+            continue;
+        }
+        const unsigned n =
+            rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), burst_size, nullptr);
+        if (n == 0) {
+            continue;
+        }
+        w.counters->count(stats::l4_event::redirected_in, n);
+        // Unclaimed frames (none expected) go to the kernel through the first port.
+        process(w, w.ports[0], pkts, static_cast<uint16_t>(n), true);
+        work += n;
+    }
+    return work;
 }
 
 unsigned drain_inject(const worker_ctx& w, const port_ctx& p) noexcept
@@ -67,19 +151,7 @@ unsigned drain_inject(const worker_ctx& w, const port_ctx& p) noexcept
     if (n == 0) {
         return 0;
     }
-    auto& c = *w.counters;
-    auto& pc = c.port[p.index];
-    const uint16_t sent = rte_eth_tx_burst(p.nic, w.queue, pkts, static_cast<uint16_t>(n));
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < sent; ++i) {
-        bytes += rte_pktmbuf_pkt_len(pkts[i]);
-    }
-    pc.tx_packets.add(sent);
-    pc.tx_bytes.add(bytes);
-    if (sent < n) [[unlikely]] {
-        c.count_drop(stats::drop::tx_full, n - sent);
-        rte_pktmbuf_free_bulk(pkts + sent, n - sent);
-    }
+    tx_burst(w, p, pkts, static_cast<uint16_t>(n));
     return n;
 }
 
@@ -92,6 +164,7 @@ unsigned worker_poll(const worker_ctx& w) noexcept
         work += poll_rx(w, p);
         work += drain_inject(w, p);
     }
+    work += drain_redirects(w);
     return work;
 }
 
@@ -103,6 +176,7 @@ void worker_loop(const worker_ctx& w) noexcept
     while (!w.stop->load(std::memory_order_acquire)) {
         const unsigned work = worker_poll(w);
         c.loops.add(1);
+        l4_housekeeping(w, rte_rdtsc());
         w.qsbr->quiescent(w.reader_id); // P2: once per loop, holding no published pointer
         if (work != 0) {
             idle = 0;

@@ -1380,6 +1380,19 @@ void check_traffic_distribution_annotation(sink& s, const object_meta& m)
     }
 }
 
+// sluice's own annotation: how the L4 fast path forwards to the service's endpoints.
+void check_forwarding_annotation(sink& s, const object_meta& m)
+{
+    const auto it = m.annotations.find("sluice.io/forwarding");
+    if (it == m.annotations.end()) {
+        return;
+    }
+    if (it->second != "fullnat" && it->second != "ipip" && it->second != "gue") {
+        s.error("metadata.annotations[sluice.io/forwarding]",
+                "unknown forwarding \"" + it->second + "\"; expected one of fullnat, ipip, gue");
+    }
+}
+
 void check_workload(sink& s, const std::string& p, const workload_spec& w, bool allow_fqdn,
                     const std::set<std::string>* service_ports)
 {
@@ -1422,6 +1435,7 @@ void check_service_entry(sink& s, const service_entry& se)
 {
     using r = service_entry::resolution_t;
     check_traffic_distribution_annotation(s, se.meta);
+    check_forwarding_annotation(s, se.meta);
     if (!se.workload_selector.empty() && !se.endpoints.empty()) {
         s.error("spec", "only one of WorkloadSelector or Endpoints is allowed in Service Entry");
     }
@@ -1546,6 +1560,7 @@ void check_service(sink& s, const k8s_service& svc)
                     "the networking.istio.io/traffic-distribution annotation)");
     }
     check_traffic_distribution_annotation(s, svc.meta);
+    check_forwarding_annotation(s, svc.meta);
     const auto& itp = svc.internal_traffic_policy;
     if (!itp.empty() && itp != "Cluster" && itp != "Local") {
         s.error("spec.internalTrafficPolicy",

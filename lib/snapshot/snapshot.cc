@@ -166,6 +166,9 @@ std::string snapshot::describe() const
     for (const listener& l : listeners) {
         o << "listener " << static_cast<int>(l.origin) << ' ' << l.address << ':' << l.port
           << " kind" << static_cast<int>(l.kind) << " host=" << l.host << " c" << l.cluster;
+        if (!l.forwarding.empty()) {
+            o << " fwd=" << l.forwarding;
+        }
         for (const uint32_t s : l.servers) {
             o << " s" << s;
         }

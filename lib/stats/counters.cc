@@ -14,6 +14,12 @@ constexpr std::string_view k_help[] = {
 #undef SLUICE_X
 };
 static_assert(std::size(k_names) == drop_count);
+constexpr std::string_view k_l4_names[] = {
+#define SLUICE_X(name, help) #name,
+    SLUICE_L4_EVENTS(SLUICE_X)
+#undef SLUICE_X
+};
+static_assert(std::size(k_l4_names) == l4_event_count);
 
 void add_into(totals& t, const lcore_counters& c) noexcept
 {
@@ -30,6 +36,9 @@ void add_into(totals& t, const lcore_counters& c) noexcept
     for (size_t i = 0; i < drop_count; ++i) {
         t.drops[i] += c.drops[i].get();
     }
+    for (size_t i = 0; i < l4_event_count; ++i) {
+        t.l4[i] += c.l4[i].get();
+    }
 }
 
 } // namespace
@@ -44,6 +53,12 @@ std::string_view drop_help(drop d) noexcept
 {
     const auto i = static_cast<size_t>(d);
     return i < drop_count ? k_help[i] : "";
+}
+
+std::string_view l4_event_name(l4_event e) noexcept
+{
+    const auto i = static_cast<size_t>(e);
+    return i < l4_event_count ? k_l4_names[i] : "unknown";
 }
 
 uint64_t totals::total_drops() const noexcept

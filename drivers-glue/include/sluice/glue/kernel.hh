@@ -21,4 +21,9 @@ result<void> configure_interface(const std::string& name, uint16_t mtu,
 /// Installs (or replaces) a route in the main table through the named interface.
 result<void> install_route(const config::route_conf& r, const std::string& ifname);
 
+/// Asks the kernel to resolve the neighbour `ip` on interface `ifindex` (RTM_NEWNEIGH with
+/// NTF_USE: ARP/ND starts now, as if the kernel had a packet for it). The fast path sees the
+/// answer through the netlink mirror. Control path (called by the control thread, never by a
+/// worker).
+result<void> resolve_neighbour(unsigned ifindex, const net::ip_addr& ip);
 } // namespace sluice::glue

@@ -76,6 +76,13 @@ struct conntrack_conf {
     } timeouts; ///< seconds
 };
 
+/// The L4 fast path's defaults.
+struct l4_conf {
+    std::string forwarding = "fullnat"; ///< for services without sluice.io/forwarding
+    uint16_t gue_port = 6080;           ///< GUE destination port on the backends
+    uint8_t encap_ttl = 64;             ///< outer TTL / hop limit of IPIP and GUE
+};
+
 struct api_conf {
     std::string listen = "127.0.0.1:9180";
     net::ip_addr address; ///< parsed from listen
@@ -97,6 +104,7 @@ struct appliance_config {
     std::vector<route_conf> routes;
     exception_conf exception;
     conntrack_conf conntrack;
+    l4_conf l4;
     api_conf api;
     std::string state_dir = "/var/lib/sluice";
     mesh_conf mesh;

@@ -126,7 +126,8 @@ struct alignas(64) entry_v4 {
     uint8_t proto;
     state st;
     uint8_t fin_dirs; ///< bit per direction that sent a FIN
-    uint8_t reserved[21];
+    uint8_t flags;    ///< entry_flag_* bits
+    uint8_t reserved[20];
 };
 
 /// IPv6 flow entry: one cache line; VIP and SNAT addresses live in the table's address pool.
@@ -144,8 +145,12 @@ struct alignas(64) entry_v6 {
     uint8_t proto;
     state st;
     uint8_t fin_dirs;
-    uint8_t reserved[1];
+    uint8_t flags; ///< entry_flag_* bits
 };
+
+/// The flow has only its forward key (direct server return: replies never cross the
+/// appliance); `backend_addr`/`backend_port` still say where it goes, `snat_*` are unused.
+inline constexpr uint8_t entry_flag_single_key = 0x01;
 
 static_assert(sizeof(entry_v4) == 64, "an IPv4 conntrack entry is one cache line");
 static_assert(sizeof(entry_v6) == 64, "an IPv6 conntrack entry is one cache line");
@@ -171,6 +176,7 @@ struct counters {
     uint64_t expired = 0;              ///< reclaimed after their timeout by lookup() or age()
     uint64_t evicted = 0;              ///< expired entries reclaimed by insert() to make room
     uint64_t removed = 0;              ///< remove() calls
+    uint64_t syn_expired = 0;          ///< of expired: still in tcp_syn_sent (no SYN-ACK seen)
     uint64_t entries = 0;              ///< live entries now
 };
 
@@ -221,6 +227,26 @@ public:
     /// key is absent). TCP starts in tcp_syn_sent. Returns nullptr, counted, when full (H9).
     entry* insert(const flow_key& fwd, const flow_key& rev, uint64_t endpoint_id,
                   uint64_t now) noexcept;
+
+    /// Adds a single-key flow (direct server return): only `fwd` is indexed; the backend is
+    /// `backend` (family's address length, network order) port `backend_port`. TCP starts in
+    /// tcp_syn_sent; the caller moves it on with update_tcp_forward_only(). nullptr when full.
+    entry* insert_single(const flow_key& fwd, const uint8_t* backend, uint16_t backend_port,
+                         uint64_t endpoint_id, uint64_t now) noexcept;
+
+    /// TCP tracking when only the client's side is seen (single-key flows): SYN opens,
+    /// any later segment without SYN makes the flow established, FIN closes half, RST closes.
+    void update_tcp_forward_only(entry& e, uint8_t tcp_flags, uint64_t now) noexcept;
+
+    /// Called for every entry reclaimed because it expired (by lookup, insert or age), before
+    /// it is freed: `st` tells the state it died in (tcp_syn_sent: the backend never answered
+    /// the SYN). Plain function pointer (no virtual call, no allocation); nullptr disables.
+    using expiry_hook = void (*)(void* ctx, const entry& e) noexcept;
+    void set_expiry_hook(expiry_hook fn, void* ctx) noexcept
+    {
+        _hook = fn;
+        _hook_ctx = ctx;
+    }
 
     /// Advances the TCP state machine for a packet with `tcp_flags` seen in `dir`, and
     /// refreshes the expiry with the timeout of the resulting state.
@@ -273,6 +299,9 @@ private:
     int make_room(uint64_t b) noexcept;
     uint32_t reclaim_in(uint64_t h, uint64_t now) noexcept;
     void release(entry& e) noexcept;
+    void expire(entry& e) noexcept;
+    entry* insert_impl(const flow_key& fwd, const flow_key* rev, const uint8_t* backend,
+                       uint16_t backend_port, uint64_t endpoint_id, uint64_t now) noexcept;
 
     std::unique_ptr<entry[], free_deleter> _entries;
     std::unique_ptr<bucket[], free_deleter> _buckets;
@@ -285,6 +314,8 @@ private:
     uint32_t _age_pos = 0;
     timeouts _to;
     counters _c;
+    expiry_hook _hook = nullptr;
+    void* _hook_ctx = nullptr;
 };
 
 using table_v4 = table<v4>;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 
+#include "sluice/net/parse.hh"
 #include "sluice/stats/counters.hh"
 
 struct rte_mbuf;
@@ -22,6 +23,7 @@ enum class next_node : uint8_t {
 struct verdicts {
     next_node next[32];
     stats::drop reason[32];
+    net::frame_info info[32]; ///< where the headers are (valid when next is exception)
 };
 
 /// Validates each frame (net::parse_frame) and decides its next hop. Malformed frames get

@@ -9,6 +9,7 @@
 /// and each worker owns one RX and one TX queue of every NIC port, so nothing on the data
 /// path is shared between lcores but single-producer/single-consumer rings.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <span>
@@ -35,12 +36,21 @@ struct port_ctx {
     uint16_t inject_worker = 0;         ///< the worker that transmits kernel frames
     rte_ring* punt[max_workers] = {};   ///< worker w -> slow path: frames for the kernel
     rte_ring* inject[max_workers] = {}; ///< slow path -> worker w: frames for the NIC
+    std::array<uint8_t, 6> mac{};       ///< the port's MAC: source of frames L4 sends
+    uint16_t mtu = 1500;
+    uint8_t snat4_count = 0; ///< full-NAT source addresses of the port, per family
+    uint8_t snat6_count = 0;
+    std::array<std::array<uint8_t, 4>, 8> snat4{};
+    std::array<std::array<uint8_t, 16>, 8> snat6{};
 };
 
+struct l4_lcore;
+
 struct worker_ctx {
-    uint16_t queue = 0;     ///< RX/TX queue of every port; also the worker's index
-    unsigned reader_id = 0; ///< QSBR reader id
-    std::span<const port_ctx> ports;
+    uint16_t queue = 0;              ///< RX/TX queue of every port; also the worker's index
+    unsigned reader_id = 0;          ///< QSBR reader id
+    std::span<const port_ctx> ports; ///< every port, by index
+    l4_lcore* l4 = nullptr;          ///< this worker's L4 state; null: no L4 fast path
     stats::lcore_counters* counters = nullptr;
     rcu::qsbr_domain* qsbr = nullptr;
     const std::atomic<bool>* stop = nullptr;

@@ -115,6 +115,9 @@ struct listener {
     std::vector<uint32_t> servers; ///< gateway: indices into snapshot::servers
     std::string host;              ///< VIP: the service host
     uint32_t cluster = no_index;   ///< VIP: the service's cluster for this port
+    /// VIP: the `sluice.io/forwarding` annotation ("fullnat", "ipip", "gue"; validated by the
+    /// model), empty for the appliance default.
+    std::string forwarding;
 };
 
 // ------------------------------------------------------------------------ HTTP routes

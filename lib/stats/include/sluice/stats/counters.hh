@@ -30,7 +30,20 @@ namespace sluice::stats {
     X(l4_truncated, "TCP, UDP or ICMP header cut short")                                           \
     X(exception_full, "exception port TX queue full (kernel not keeping up)")                      \
     X(tx_full, "NIC TX queue full")                                                                \
-    X(inject_full, "slow-path to worker TX ring full")
+    X(inject_full, "slow-path to worker TX ring full")                                             \
+    X(l4_no_backend, "L4: no usable endpoint (missing cluster, none healthy, no route match)")     \
+    X(l4_no_flow, "L4: full-NAT packet of no tracked flow (not a SYN, or a reply to nothing)")     \
+    X(l4_conntrack_full, "L4: full-NAT new flow refused: flow table full (flood guard)")           \
+    X(l4_no_snat, "L4: the egress port has no SNAT address of the flow's family")                  \
+    X(l4_snat_exhausted, "L4: no free SNAT port for the backend after bounded probing")            \
+    X(l4_family_mismatch, "L4: full-NAT between IPv4 and IPv6 is not supported")                   \
+    X(l4_no_route, "L4: no FIB route to the backend or client")                                    \
+    X(l4_no_neighbour, "L4: next hop not resolved yet (resolution requested from the kernel)")     \
+    X(l4_ttl_exceeded, "L4: TTL or hop limit would reach zero")                                    \
+    X(l4_fragment, "L4: IP fragment of a VIP flow (not reassembled; see README)")                  \
+    X(l4_too_big, "L4: encapsulated packet would exceed the egress MTU")                           \
+    X(l4_no_headroom, "L4: mbuf has no headroom for the encapsulation")                            \
+    X(l4_redirect_full, "L4: ring to the flow's owner lcore full")
 
 enum class drop : uint16_t {
 #define SLUICE_X(name, help) name,
@@ -72,14 +85,39 @@ struct port_counters {
     counter from_kernel; ///< exception in: received from the exception interface
 };
 
+/// L4 fast-path events (not drops: drops have reasons above): name and help.
+#define SLUICE_L4_EVENTS(X)                                                                        \
+    X(new_flows, "flows inserted into conntrack")                                                  \
+    X(flow_hits, "packets of tracked flows, client side")                                          \
+    X(reply_hits, "packets of tracked flows, backend side (full-NAT)")                             \
+    X(stateless, "forwarded by Maglev alone (flow table full, or a DSR flow not tracked)")         \
+    X(redirected_out, "replies handed to the lcore that owns their flow")                          \
+    X(redirected_in, "replies received from another lcore")                                        \
+    X(icmp_translated, "ICMP errors translated back through the NAT")                              \
+    X(mss_clamped, "SYN / SYN-ACK MSS lowered for the egress MTU")                                 \
+    X(encapsulated, "IPIP / GUE packets sent")                                                     \
+    X(health_signals, "passive health signals sent to the control thread")                         \
+    X(resolve_requests, "neighbour resolutions requested from the kernel")
+
+enum class l4_event : uint16_t {
+#define SLUICE_X(name, help) name,
+    SLUICE_L4_EVENTS(SLUICE_X)
+#undef SLUICE_X
+        count
+};
+inline constexpr size_t l4_event_count = static_cast<size_t>(l4_event::count);
+std::string_view l4_event_name(l4_event e) noexcept;
+
 /// Everything one lcore counts; written only by that lcore.
 struct alignas(RTE_CACHE_LINE_SIZE) lcore_counters {
     std::array<port_counters, max_ports> port;
     std::array<counter, drop_count> drops;
+    std::array<counter, l4_event_count> l4;
     counter loops;      ///< poll loop iterations
     counter idle_loops; ///< iterations that found no work
 
     void count_drop(drop d, uint64_t n = 1) noexcept { drops[static_cast<size_t>(d)].add(n); }
+    void count(l4_event e, uint64_t n = 1) noexcept { l4[static_cast<size_t>(e)].add(n); }
 };
 
 /// Plain totals, as summed by a reader.
@@ -90,7 +128,9 @@ struct port_totals {
 struct totals {
     std::array<port_totals, max_ports> port{};
     std::array<uint64_t, drop_count> drops{};
+    std::array<uint64_t, l4_event_count> l4{};
     [[nodiscard]] uint64_t drop(drop d) const noexcept { return drops[static_cast<size_t>(d)]; }
+    [[nodiscard]] uint64_t event(l4_event e) const noexcept { return l4[static_cast<size_t>(e)]; }
     [[nodiscard]] uint64_t total_drops() const noexcept;
 };
 

@@ -1,0 +1,123 @@
+#pragma once
+/// @file
+/// The L4 stage of a worker lcore (DESIGN.md §1): after classify, packets to an L4 listener
+/// (VIP:port:proto of the published l4_view) and replies to the SNAT addresses are handled
+/// here, run to completion: conntrack lookup (or, for a new flow, locality level -> Maglev
+/// over the level's healthy endpoints -> SNAT port), rewrite (full-NAT with incremental
+/// checksums, or IPIP/GUE encapsulation), next hop from the mirrored FIB and neighbour table,
+/// and a verdict to transmit on an egress port. Everything else keeps its exception verdict.
+///
+/// Per-lcore state (`l4_lcore`) is owned by its worker: conntrack tables, the SNAT port
+/// cursor, rings out of the lcore. No lock, allocation, syscall or log per packet (STYLE H4).
+///
+/// SNAT ports and lcores: worker w of W owns SNAT ports [1024 + w*S, 1024 + (w+1)*S) with
+/// S = 64512 / W on every SNAT address, so the owner of a reply is known from its destination
+/// port alone. A reply that RSS delivered to another lcore is handed to its owner through a
+/// software ring (the vdev path; on NICs an rte_flow rule per range can steer it directly).
+
+#include <array>
+#include <cstdint>
+#include <span>
+
+#include "sluice/conntrack/conntrack.hh"
+#include "sluice/fastpath/l4_view.hh"
+#include "sluice/stats/counters.hh"
+
+struct rte_mbuf;
+struct rte_ring;
+
+namespace sluice::net {
+class fwd_table;
+class neigh_table;
+} // namespace sluice::net
+namespace sluice::rcu {
+template <typename T>
+class published;
+}
+
+namespace sluice::fastpath {
+
+struct port_ctx;
+struct worker_ctx;
+struct verdicts;
+
+inline constexpr unsigned max_snat = 8;
+inline constexpr uint16_t snat_port_base = 1024;
+
+/// A passive health signal from a worker (ring element; 16 bytes).
+struct health_signal {
+    uint64_t endpoint_id = 0;
+    uint8_t outcome = 0; ///< 0 success, 1 connect failure (RST to SYN, or no SYN-ACK in time)
+    uint8_t pad[7] = {};
+};
+inline constexpr uint8_t signal_success = 0;
+inline constexpr uint8_t signal_connect_failure = 1;
+
+/// A neighbour resolution request (ring element; 20 bytes).
+struct resolve_request {
+    uint16_t port = 0; ///< port index
+    uint8_t family = 0;
+    uint8_t pad = 0;
+    std::array<uint8_t, 16> addr{};
+};
+
+/// Settings every worker shares (from the appliance config). // fastpath: ro
+struct l4_settings {
+    uint16_t gue_port = 0x0000; ///< network order
+    uint8_t encap_ttl = 64;
+};
+
+/// One worker's L4 state. Owned and written only by its lcore once launched.
+struct l4_lcore {
+    conntrack::table_v4 ct4;
+    conntrack::table_v6 ct6;
+    uint16_t worker = 0;        ///< this worker's index
+    uint16_t workers = 1;       ///< number of workers (SNAT port ranges)
+    uint16_t port_span = 64512; ///< SNAT ports per worker
+    uint16_t port_cursor = 0;   ///< next SNAT port offset to try
+    const rcu::published<l4_view>* view = nullptr;
+    const rcu::published<net::fwd_table>* fib = nullptr;
+    const rcu::published<net::neigh_table>* neigh = nullptr;
+    const l4_settings* settings = nullptr;
+    stats::lcore_counters* counters = nullptr; ///< the worker's (for the conntrack expiry hook)
+    rte_ring* signals = nullptr;               ///< to the control thread (SP/SC)
+    rte_ring* resolve = nullptr;               ///< to the control thread (SP/SC)
+    std::array<rte_ring*, 64> redirect_out{};  ///< [w]: replies owned by worker w (SP/SC)
+    std::array<rte_ring*, 64> redirect_in{};   ///< [w]: replies from worker w (SP/SC)
+    uint64_t tsc_hz = 0;
+    /// Endpoints with a failure reported and no success since (direct-mapped by id): a
+    /// success is signalled only for them, so a healthy flood of SYN-ACKs costs no ring
+    /// traffic.
+    std::array<uint64_t, 1024> failed{};
+    /// Recently requested neighbours (direct-mapped): at most one request per 100 ms each.
+    std::array<std::pair<uint64_t, uint64_t>, 256> resolved{};
+
+    /// Builds the conntrack tables (control side). Timeouts in seconds.
+    static result<std::unique_ptr<l4_lcore>>
+    create(uint32_t capacity, const conntrack::timeout_seconds& to, uint64_t tsc_hz, uint64_t seed);
+};
+
+/// Per-packet decision of the L4 stage.
+enum class l4_verdict : uint8_t {
+    pass,     ///< not L4's: keep the classify verdict (exception)
+    tx,       ///< transmit on `port`
+    drop,     ///< free, count `reason`
+    redirect, ///< to worker `port` (the flow's owner)
+};
+
+struct l4_decision {
+    l4_verdict v = l4_verdict::pass;
+    uint16_t port = 0; ///< tx: port index; redirect: worker index
+    stats::drop reason = stats::drop::count;
+};
+
+/// Runs the L4 stage over `pkts` received on port `in` (or redirected from another worker
+/// when `redirected`). Fills `out[i]` for each packet; packets are rewritten in place.
+/// Returns the number of packets L4 took (verdict other than pass).
+uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* const> pkts,
+                  const verdicts& v, std::span<l4_decision> out, bool redirected) noexcept;
+
+/// Housekeeping once per loop: ages a budget of conntrack entries.
+void l4_housekeeping(const worker_ctx& w, uint64_t now) noexcept;
+
+} // namespace sluice::fastpath

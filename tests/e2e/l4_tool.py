@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Real L4 clients and servers for the e2e tests (stdlib only).
+
+  serve NAME ADDR TCPPORT UDPPORT LIFETIME
+      A backend that reports who answered: every TCP connection gets "NAME ADDR\\n", then
+      each line the client sends comes back prefixed with NAME; every UDP datagram is
+      answered with "NAME ADDR". Exits after LIFETIME seconds.
+  tcp VIP PORT COUNT SPORT_BASE TIMEOUT [GAP]
+      COUNT connections from source ports SPORT_BASE.. (0: kernel's choice), one at a time,
+      GAP seconds apart;
+      prints one line per connection: "SPORT NAME" or "SPORT ERROR reason".
+  udp VIP PORT COUNT SPORT_BASE TIMEOUT
+      COUNT datagrams from distinct source ports, in batches; "SPORT NAME" / "SPORT ERROR".
+  hold VIP PORT COUNT HOLD_FILE TIMEOUT
+      Opens COUNT connections, records who answered each, then waits until HOLD_FILE exists
+      (bounded by TIMEOUT), sends a line on every connection and checks the answer comes from
+      the same backend. Prints "held N ok M".
+"""
+import os
+import select
+import socket
+import sys
+import threading
+import time
+
+
+def serve(name, addr, tcp_port, udp_port, lifetime):
+    deadline = time.time() + lifetime
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    ts = socket.socket(fam, socket.SOCK_STREAM)
+    ts.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ts.bind((addr, tcp_port))
+    ts.listen(512)
+    us = socket.socket(fam, socket.SOCK_DGRAM)
+    us.bind((addr, udp_port))
+    ident = ("%s %s\n" % (name, addr)).encode()
+    conns = {}
+    while time.time() < deadline:
+        rl = [ts, us] + list(conns)
+        r, _, _ = select.select(rl, [], [], 0.2)
+        for s in r:
+            if s is ts:
+                try:
+                    c, _ = ts.accept()
+                    c.sendall(ident)
+                    conns[c] = b""
+                except OSError:
+                    pass
+            elif s is us:
+                try:
+                    data, peer = us.recvfrom(2048)
+                    us.sendto(ident.strip(), peer)
+                except OSError:
+                    pass
+            else:
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    s.close()
+                    del conns[s]
+                    continue
+                buf = conns[s] + data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    s.sendall(name.encode() + b" " + line + b"\n")
+                conns[s] = buf
+
+
+def one_tcp(vip, port, sport, timeout):
+    fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.settimeout(timeout)
+    try:
+        if sport:
+            s.bind(("", sport))
+        s.connect((vip, port))
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(256)
+            if not chunk:
+                break
+            data += chunk
+        return s.getsockname()[1], data.decode().split()[0] if data else "ERROR empty"
+    except OSError as e:
+        return sport, "ERROR " + type(e).__name__
+    finally:
+        s.close()
+
+
+def tcp(vip, port, count, sport_base, timeout, gap=0.0):
+    for i in range(count):
+        sp, who = one_tcp(vip, port, sport_base + i if sport_base else 0, timeout)
+        print(sp, who, flush=True)
+        if gap:
+            time.sleep(gap)
+
+
+def udp(vip, port, count, sport_base, timeout):
+    fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+    batch = 200
+    for start in range(0, count, batch):
+        socks = {}
+        for i in range(start, min(count, start + batch)):
+            s = socket.socket(fam, socket.SOCK_DGRAM)
+            s.bind(("", sport_base + i if sport_base else 0))
+            socks[s] = s.getsockname()[1]
+            s.sendto(b"who", (vip, port))
+        answered = {}
+        deadline = time.time() + timeout
+        pending = set(socks)
+        resends = 0
+        start_t = time.time()
+        while pending and time.time() < deadline:
+            r, _, _ = select.select(list(pending), [], [], 0.2)
+            for s in r:
+                try:
+                    data, _ = s.recvfrom(256)
+                    answered[s] = data.decode().split()[0]
+                except OSError:
+                    answered[s] = "ERROR recv"
+                pending.discard(s)
+            if resends < 3 and time.time() > start_t + timeout * (resends + 1) / 4:
+                # Up to three retries: a first datagram may wait for ARP on either side.
+                for s in pending:
+                    s.sendto(b"who", (vip, port))
+                resends += 1
+        for s, sp in socks.items():
+            print(sp, answered.get(s, "ERROR timeout"), flush=True)
+            s.close()
+
+
+def hold(vip, port, count, hold_file, timeout):
+    fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+    conns = []
+    for _ in range(count):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect((vip, port))
+            f = s.makefile("rb")
+            who = f.readline().decode().split()[0]
+            conns.append((s, f, who))
+        except OSError:
+            s.close()
+    print("opened", len(conns), flush=True)
+    deadline = time.time() + timeout
+    while not os.path.exists(hold_file) and time.time() < deadline:
+        time.sleep(0.1)
+    ok = 0
+    for i, (s, f, who) in enumerate(conns):
+        try:
+            s.sendall(b"still-here %d\n" % i)
+            line = f.readline().decode().split()
+            if line and line[0] == who and line[1] == "still-here":
+                ok += 1
+        except OSError:
+            pass
+        s.close()
+    print("held", len(conns), "ok", ok, flush=True)
+
+
+def main():
+    cmd = sys.argv[1]
+    a = sys.argv[2:]
+    if cmd == "serve":
+        serve(a[0], a[1], int(a[2]), int(a[3]), float(a[4]))
+    elif cmd == "tcp":
+        tcp(a[0], int(a[1]), int(a[2]), int(a[3]), float(a[4]), float(a[5]) if len(a) > 5 else 0)
+    elif cmd == "udp":
+        udp(a[0], int(a[1]), int(a[2]), int(a[3]), float(a[4]))
+    elif cmd == "hold":
+        hold(a[0], int(a[1]), int(a[2]), a[3], float(a[4]))
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
