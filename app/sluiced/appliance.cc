@@ -473,6 +473,7 @@ void appliance::rebuild_l4(bool reconfigure)
     };
     in.previous = _l4view->load();
     in.tsc_hz = rte_get_tsc_hz();
+    in.workers = static_cast<uint16_t>(_cfg.lcores.workers.size());
     auto v = fastpath::build_l4_view(in);
     if (!v) {
         // The snapshot was accepted (compile succeeded); an L4 table that cannot be built

@@ -46,15 +46,27 @@ l4_decision dropped(drop r) noexcept
 }
 
 /// The parsed packet as the stage sees it.
+/// What forwarded a packet (filled for first fragments, so the later ones can follow).
+struct frag_note {
+    uint8_t kind = 0; ///< 0 nothing, 1 full-NAT, 2 encapsulated
+    forwarding fwd = forwarding::fullnat;
+    l4_endpoint ep;
+    uint64_t hash = 0;
+};
+
 struct pkt {
     rte_mbuf* m;
     uint8_t* frame;
     uint8_t* l3;
-    uint8_t* l4;
+    uint8_t* l4; ///< null for a later fragment
     const net::frame_info* fi;
     uint8_t family;
     uint8_t proto;
+    frag_note* note;  ///< non-null for a first fragment
+    uint16_t in_port; ///< index of the port it arrived on
 };
+
+constexpr uint64_t frag_lifetime_seconds = 5;
 
 template <typename F>
 auto& table_of(l4_lcore& l) noexcept
@@ -113,11 +125,59 @@ void send_signal(l4_lcore& l, stats::lcore_counters& c, uint64_t id, uint8_t out
     }
 }
 
+uint32_t& active_slot(l4_lcore& l, uint64_t id) noexcept
+{
+    return l.active[fmix64(id) & (l.active.size() - 1)];
+}
+
+/// Counts a new TCP flow as an open connection of its endpoint.
+template <typename E>
+void track(l4_lcore& l, E& e) noexcept
+{
+    ++active_slot(l, e.endpoint_id);
+    e.flags |= conntrack::entry_flag_counted;
+}
+
+/// Uncounts a flow that closed (or is going away).
+template <typename E>
+void untrack(l4_lcore& l, E& e) noexcept
+{
+    if ((e.flags & conntrack::entry_flag_counted) != 0) {
+        uint32_t& n = active_slot(l, e.endpoint_id);
+        n -= n != 0 ? 1 : 0;
+        e.flags = static_cast<uint8_t>(e.flags & ~conntrack::entry_flag_counted);
+    }
+}
+
+/// After a TCP state change: a closed connection no longer counts.
+template <typename E>
+void untrack_if_closed(l4_lcore& l, E& e) noexcept
+{
+    if (e.st == conntrack::state::tcp_closed || e.st == conntrack::state::tcp_closing) {
+        untrack(l, e);
+    }
+}
+
+/// True when cluster `c` has used this lcore's share of maxConnections.
+bool over_limit(l4_lcore& l, const l4_cluster& c) noexcept
+{
+    if (c.max_conns_per_lcore == 0) {
+        return false;
+    }
+    uint64_t open = 0;
+    for (const l4_endpoint& ep : c.endpoints) {
+        open += active_slot(l, ep.id);
+    }
+    return open >= c.max_conns_per_lcore;
+}
+
 // The conntrack expiry hook: a TCP flow that dies before any SYN-ACK is a connect failure.
 template <typename E>
-void on_expiry(void* ctx, const E& e) noexcept
+void on_expiry(void* ctx, const E& ce) noexcept
 {
     auto* l = static_cast<l4_lcore*>(ctx);
+    untrack(*l, const_cast<E&>(ce)); // the entry is being freed; its counted bit with it
+    const E& e = ce;
     if (e.st == conntrack::state::tcp_syn_sent &&
         (e.flags & conntrack::entry_flag_single_key) == 0 && l->signals != nullptr) {
         auto& slot = l->failed[e.endpoint_id & (l->failed.size() - 1)];
@@ -245,7 +305,8 @@ uint16_t mss_limit(uint16_t mtu, uint8_t family, size_t encap) noexcept
 
 void clamp(const pkt& p, stats::lcore_counters& c, uint16_t limit) noexcept
 {
-    if (p.proto != proto_tcp || (p.l4[13] & conntrack::tcp_syn) == 0 || limit == 0) {
+    if (p.proto != proto_tcp || p.l4 == nullptr || (p.l4[13] & conntrack::tcp_syn) == 0 ||
+        limit == 0) {
         return;
     }
     if (net::tcp_clamp_mss(p.l4, static_cast<size_t>(p.l4[12] >> 4) * 4u, limit)) {
@@ -278,6 +339,9 @@ l4_decision nat_out(const worker_ctx& w, const pkt& p, const net::nat_tuple& t, 
         clamp(p, c, mss_limit(out.mtu, F::family, 0));
     }
     write_l2(p.m, p.fi->l2_len, out, *mac, F::family == 4 ? ether_ipv4_be : ether_ipv6_be);
+    if (p.note != nullptr) {
+        p.note->kind = 1;
+    }
     return {l4_verdict::tx, port, drop::count};
 }
 
@@ -342,7 +406,71 @@ l4_decision encap_out(const worker_ctx& w, const pkt& p, forwarding fwd, const l
     }
     write_l2(m, 14, out, *mac, ep.family == 4 ? ether_ipv4_be : ether_ipv6_be);
     c.count(l4_event::encapsulated);
+    if (p.note != nullptr) {
+        p.note->kind = 2;
+        p.note->fwd = fwd;
+        p.note->ep = ep;
+        p.note->hash = hash;
+    }
     return {l4_verdict::tx, port, drop::count};
+}
+
+/// Answers a client's SYN with a RST from the VIP, on the port it came in by (cold path: a
+/// refused connection). The SYN's mbuf becomes the RST.
+template <typename F>
+l4_decision answer_rst(const worker_ctx& w, const pkt& p) noexcept
+{
+    constexpr unsigned ip_len = F::family == 4 ? 20u : 40u;
+    if (p.fi->l3_len != ip_len || p.in_port >= w.ports.size()) {
+        return dropped(drop::l4_no_backend); // options or extension headers: just drop
+    }
+    uint8_t* eth = p.l3 - p.fi->l2_len;
+    uint8_t mac[6];
+    std::memcpy(mac, eth + 6, 6);
+    std::memcpy(eth, mac, 6);
+    std::memcpy(eth + 6, w.ports[p.in_port].mac.data(), 6);
+    uint8_t* ip = p.l3;
+    uint8_t* tcp = p.l4;
+    const uint32_t seg = p.fi->ip_total - p.fi->l3_len - (tcp[12] >> 4) * 4u;
+    uint32_t seq;
+    std::memcpy(&seq, tcp + 4, 4);
+    const uint32_t ack = rte_cpu_to_be_32(rte_be_to_cpu_32(seq) + 1 + seg);
+    uint8_t a[16];
+    const unsigned alen = F::addr_len;
+    uint8_t* src = F::family == 4 ? ip + 12 : ip + 8;
+    uint8_t* dst = src + alen;
+    std::memcpy(a, src, alen);
+    std::memcpy(src, dst, alen);
+    std::memcpy(dst, a, alen);
+    uint16_t port;
+    std::memcpy(&port, tcp, 2);
+    std::memcpy(tcp, tcp + 2, 2);
+    std::memcpy(tcp + 2, &port, 2);
+    std::memset(tcp + 4, 0, 4); // seq 0 (RFC 9293: the RST answers a SYN)
+    std::memcpy(tcp + 8, &ack, 4);
+    tcp[12] = 5 << 4;
+    tcp[13] = conntrack::tcp_rst | conntrack::tcp_ack;
+    std::memset(tcp + 14, 0, 6); // window, checksum, urgent pointer
+    if constexpr (F::family == 4) {
+        ip[1] = 0;
+        ip[2] = 0;
+        ip[3] = 40;
+        std::memset(ip + 4, 0, 4);
+        ip[8] = 64;
+        net::ipv4_set_checksum(ip);
+    } else {
+        ip[4] = 0;
+        ip[5] = 20;
+        ip[6] = proto_tcp;
+        ip[7] = 64;
+    }
+    net::l4_set_checksum(F::family, proto_tcp, src, dst, tcp, 20);
+    const uint32_t keep = p.fi->l2_len + ip_len + 20;
+    if (rte_pktmbuf_pkt_len(p.m) > keep) {
+        rte_pktmbuf_trim(p.m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(p.m) - keep));
+    }
+    w.counters->count(l4_event::overflow);
+    return {l4_verdict::tx, p.in_port, drop::count};
 }
 
 /// A packet to an L4 listener (client side).
@@ -364,6 +492,7 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
         (m.e->st == conntrack::state::tcp_closed || m.e->st == conntrack::state::tcp_closing)) {
         // A new connection on the 5-tuple of a finished one: choose again (its endpoint may
         // be ejected or gone), as for any new flow.
+        untrack(l, *m.e);
         ct.remove(*m.e);
         m = {};
     }
@@ -378,6 +507,7 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
                 ct.update_tcp(e, flags, direction::forward, now); // (a SYN retransmit keeps
                                                                   // the connect deadline)
             }
+            untrack_if_closed(l, e);
         } else {
             ct.touch(e, now);
         }
@@ -404,6 +534,9 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
     if (ep == nullptr) {
         return dropped(drop::l4_no_backend);
     }
+    if (p.proto == proto_tcp && syn_only && cl != nullptr && over_limit(l, *cl)) {
+        return answer_rst<F>(w, p);
+    }
     if (svc.fwd != forwarding::fullnat) {
         // Tracked only once the packet is on its way (a drop leaves no flow behind).
         const l4_decision d = encap_out(w, p, svc.fwd, *ep, h, now);
@@ -417,6 +550,7 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
             c.count(l4_event::new_flows);
             if (p.proto == proto_tcp) {
                 ct.update_tcp_forward_only(*e, flags, now);
+                track(l, *e);
             }
         }
         return d;
@@ -460,8 +594,11 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
         return dropped(drop::l4_conntrack_full);
     }
     c.count(l4_event::new_flows);
-    if (p.proto == proto_tcp && cl != nullptr && cl->connect_timeout_ticks != 0) {
-        e->expires = now + cl->connect_timeout_ticks; // no SYN-ACK by then: connect failure
+    if (p.proto == proto_tcp) {
+        track(l, *e);
+        if (cl != nullptr && cl->connect_timeout_ticks != 0) {
+            e->expires = now + cl->connect_timeout_ticks; // no SYN-ACK by then: failure
+        }
     }
     net::nat_tuple t{rk.dst.data(), rk.src.data(), rk.dport, rk.sport};
     return nat_out<F>(w, p, t, now, true);
@@ -503,6 +640,7 @@ l4_decision reply(const worker_ctx& w, const pkt& p, uint16_t sport, uint16_t dp
             }
         }
         ct.update_tcp(e, flags, direction::reverse, now);
+        untrack_if_closed(l, e);
     } else {
         ct.touch(e, now);
     }
@@ -577,6 +715,140 @@ l4_decision icmp_reply(const worker_ctx& w, const pkt& p, uint64_t now, bool red
     return {l4_verdict::tx, port, drop::count};
 }
 
+/// The fragment identification of an IPv4 packet, or of the fragment header of an IPv6 one
+/// (walked from the fixed header; parse_frame has validated the chain).
+template <typename F>
+bool frag_id(const pkt& p, uint32_t& id) noexcept
+{
+    if constexpr (F::family == 4) {
+        id = ld16(p.l3 + 4);
+        return true;
+    } else {
+        uint8_t nh = p.l3[6];
+        uint32_t off = 40;
+        for (int i = 0; i < 8 && off + 8 <= p.fi->l3_len; ++i) {
+            if (nh == 44) {
+                std::memcpy(&id, p.l3 + off + 4, 4);
+                return true;
+            }
+            const uint32_t len = nh == 51 ? (uint32_t{p.l3[off + 1]} + 2u) * 4u
+                                          : (uint32_t{p.l3[off + 1]} + 1u) * 8u;
+            nh = p.l3[off];
+            off += len;
+        }
+        return false;
+    }
+}
+
+template <typename F>
+frag_entry& frag_slot(l4_lcore& l, const uint8_t* src, const uint8_t* dst, uint32_t id,
+                      uint8_t proto) noexcept
+{
+    uint64_t a;
+    uint64_t b;
+    std::memcpy(&a, src + (F::family == 4 ? 0 : 8), 8);
+    std::memcpy(&b, dst + (F::family == 4 ? 0 : 8), 8);
+    if constexpr (F::family == 4) {
+        a &= 0xffffffffULL; // only 4 address bytes
+        b &= 0xffffffffULL;
+    }
+    const uint64_t h = fmix64(a ^ fmix64(b ^ (uint64_t{id} << 8 | proto)));
+    return l.frags[h & (l.frags.size() - 1)];
+}
+
+/// Remembers how a first fragment was forwarded (`orig_*`: its addresses before rewriting).
+template <typename F>
+void frag_remember(l4_lcore& l, const pkt& p, const frag_note& n, const uint8_t* orig_src,
+                   const uint8_t* orig_dst, uint32_t id, uint64_t now) noexcept
+{
+    frag_entry& f = frag_slot<F>(l, orig_src, orig_dst, id, p.proto);
+    f = frag_entry{};
+    std::memcpy(f.src.data(), orig_src, F::addr_len);
+    std::memcpy(f.dst.data(), orig_dst, F::addr_len);
+    f.id = id;
+    f.proto = p.proto;
+    f.family = F::family;
+    f.kind = n.kind;
+    f.expires = now + frag_lifetime_seconds * l.tsc_hz;
+    if (n.kind == 1) {
+        // The rewritten packet: same family, L2 rebuilt to 14 bytes.
+        const uint8_t* ip = rte_pktmbuf_mtod(p.m, const uint8_t*) + 14;
+        std::memcpy(f.new_src.data(), F::family == 4 ? ip + 12 : ip + 8, F::addr_len);
+        std::memcpy(f.new_dst.data(), F::family == 4 ? ip + 16 : ip + 24, F::addr_len);
+    } else {
+        f.fwd = n.fwd;
+        f.ep_family = n.ep.family;
+        f.new_dst = n.ep.addr;
+        f.hash = n.hash;
+    }
+}
+
+/// A later fragment: follows its first fragment, or is dropped.
+template <typename F>
+l4_decision later_fragment(const worker_ctx& w, const l4_view* view, const pkt& p,
+                           uint64_t now) noexcept
+{
+    l4_lcore& l = *w.l4;
+    const uint8_t* src = src_of<F>(p);
+    const uint8_t* dst = dst_of<F>(p);
+    uint32_t id = 0;
+    if (!frag_id<F>(p, id)) {
+        return {};
+    }
+    frag_entry& f = frag_slot<F>(l, src, dst, id, p.proto);
+    const bool hit = f.kind != 0 && f.family == F::family && f.id == id && f.proto == p.proto &&
+                     now < f.expires && std::memcmp(f.src.data(), src, F::addr_len) == 0 &&
+                     std::memcmp(f.dst.data(), dst, F::addr_len) == 0;
+    if (!hit) {
+        const bool ours = own_snat(w, F::family, dst) ||
+                          (view != nullptr && view->has_vip_address(F::family, dst));
+        return ours ? dropped(drop::l4_fragment) : l4_decision{};
+    }
+    if (f.kind == 2) {
+        l4_endpoint ep;
+        ep.addr = f.new_dst;
+        ep.family = f.ep_family;
+        return encap_out(w, p, f.fwd, ep, f.hash, now);
+    }
+    auto& c = *w.counters;
+    uint16_t port = 0;
+    const net::mac_addr* mac = nullptr;
+    if (const drop d = next_hop(l, c, F::family, f.new_dst.data(), now, port, mac);
+        d != drop::count) {
+        return dropped(d);
+    }
+    if (port >= w.ports.size()) {
+        return dropped(drop::l4_no_route);
+    }
+    const bool ok = F::family == 4
+                        ? net::ip_rewrite_v4(p.l3, f.new_src.data(), f.new_dst.data(), true)
+                        : net::ip_rewrite_v6(p.l3, f.new_src.data(), f.new_dst.data(), true);
+    if (!ok) {
+        return dropped(drop::l4_ttl_exceeded);
+    }
+    write_l2(p.m, p.fi->l2_len, w.ports[port], *mac,
+             F::family == 4 ? ether_ipv4_be : ether_ipv6_be);
+    return {l4_verdict::tx, port, drop::count};
+}
+
+template <typename F>
+l4_decision ports_packet(const worker_ctx& w, const l4_view* view, pkt& p, uint64_t now,
+                         bool redirected) noexcept
+{
+    const uint8_t* dst = dst_of<F>(p);
+    const uint16_t sport = ld16(p.l4);
+    const uint16_t dport = ld16(p.l4 + 2);
+    if (view != nullptr) {
+        if (const l4_service* s = view->find(F::family, dst, p.proto, dport); s != nullptr) {
+            return forward<F>(w, *view, *s, p, sport, dport, now);
+        }
+    }
+    if (own_snat(w, F::family, dst)) {
+        return reply<F>(w, p, sport, dport, now, redirected);
+    }
+    return {};
+}
+
 template <typename F>
 l4_decision handle(const worker_ctx& w, const l4_view* view, pkt& p, uint64_t now,
                    bool redirected) noexcept
@@ -584,25 +856,32 @@ l4_decision handle(const worker_ctx& w, const l4_view* view, pkt& p, uint64_t no
     const uint8_t* dst = dst_of<F>(p);
     if (p.proto == proto_tcp || p.proto == proto_udp) {
         if (p.fi->l4_off == 0) {
-            return {}; // a later fragment: no ports to match (see README: fragments)
+            return later_fragment<F>(w, view, p, now);
         }
-        const uint16_t sport = ld16(p.l4);
-        const uint16_t dport = ld16(p.l4 + 2);
-        if (view != nullptr) {
-            if (const l4_service* s = view->find(F::family, dst, p.proto, dport); s != nullptr) {
-                if (p.fi->fragment) {
-                    return dropped(drop::l4_fragment);
-                }
-                return forward<F>(w, *view, *s, p, sport, dport, now);
-            }
+        if (!p.fi->fragment) [[likely]] {
+            return ports_packet<F>(w, view, p, now, redirected);
         }
-        if (own_snat(w, F::family, dst)) {
-            if (p.fi->fragment) {
-                return dropped(drop::l4_fragment);
-            }
-            return reply<F>(w, p, sport, dport, now, redirected);
+        // A first fragment: its L4 header must be whole (parse_frame lets it be cut).
+        const uint32_t have = p.fi->ip_total - p.fi->l3_len;
+        const uint32_t data = rte_pktmbuf_data_len(p.m) - p.fi->l4_off;
+        const uint32_t need = p.proto == proto_tcp ? 20u : 8u;
+        uint32_t id = 0;
+        if (have < need || data < need || !frag_id<F>(p, id)) {
+            const bool ours = own_snat(w, F::family, dst) ||
+                              (view != nullptr && view->has_vip_address(F::family, dst));
+            return ours ? dropped(drop::l4_fragment) : l4_decision{};
         }
-        return {};
+        std::array<uint8_t, 16> osrc{};
+        std::array<uint8_t, 16> odst{};
+        std::memcpy(osrc.data(), src_of<F>(p), F::addr_len);
+        std::memcpy(odst.data(), dst, F::addr_len);
+        frag_note note;
+        p.note = &note;
+        const l4_decision d = ports_packet<F>(w, view, p, now, redirected);
+        if (d.v == l4_verdict::tx && note.kind != 0) {
+            frag_remember<F>(*w.l4, p, note, osrc.data(), odst.data(), id, now);
+        }
+        return d;
     }
     if ((p.proto == proto_icmp && F::family == 4) || (p.proto == proto_icmp6 && F::family == 6)) {
         if (own_snat(w, F::family, dst)) {
@@ -640,7 +919,6 @@ result<std::unique_ptr<l4_lcore>> l4_lcore::create(uint32_t capacity,
 uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* const> pkts,
                   const verdicts& v, std::span<l4_decision> out, bool redirected) noexcept
 {
-    (void)in;
     if (w.l4 == nullptr) {
         return 0;
     }
@@ -661,6 +939,8 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
         p.l4 = fi.l4_off != 0 ? p.frame + fi.l4_off : nullptr;
         p.fi = &fi;
         p.proto = fi.ip_proto;
+        p.note = nullptr;
+        p.in_port = in.index;
         if (fi.ether_type == net::ether_type_ipv4) {
             p.family = 4;
             out[i] = handle<conntrack::v4>(w, view, p, now, redirected);

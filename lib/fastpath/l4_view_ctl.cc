@@ -175,6 +175,14 @@ const l4_endpoint* l4_view::choose(const l4_service& s, const uint8_t* dst, uint
     return nullptr;
 }
 
+bool l4_view::has_vip_address(uint8_t family, const uint8_t* addr) const noexcept
+{
+    std::array<uint8_t, 17> k{};
+    k[0] = family;
+    std::memcpy(k.data() + 1, addr, family == 4 ? 4 : 16);
+    return std::binary_search(_vip_addrs.begin(), _vip_addrs.end(), k);
+}
+
 const l4_cluster* l4_view::find_cluster(std::string_view name) const noexcept
 {
     const auto it = std::lower_bound(
@@ -242,6 +250,7 @@ struct l4_view_builder {
         digest = mix(digest, c.policy.panic_threshold);
         digest = mix(digest, c.policy.outlier ? 1 : 0);
         digest = mix(digest, static_cast<uint64_t>(c.policy.tcp.connect_timeout.count()));
+        digest = mix(digest, (uint64_t{c.policy.tcp.max_connections} << 16) | in.workers);
         digest = mix(digest, c.plan.levels.size());
         digest = mix(digest, c.plan.locality_weighted ? 1 : 0);
         for (size_t i = 0; i < c.endpoints.size(); ++i) {
@@ -279,6 +288,10 @@ struct l4_view_builder {
         lc->connect_timeout_ticks =
             static_cast<uint64_t>(static_cast<double>(c.policy.tcp.connect_timeout.count()) *
                                   static_cast<double>(in.tsc_hz) / 1e9);
+        if (c.policy.tcp.max_connections != UINT32_MAX && in.workers > 0) {
+            lc->max_conns_per_lcore =
+                std::max<uint32_t>(1, (c.policy.tcp.max_connections + in.workers - 1) / in.workers);
+        }
         lc->endpoints.resize(c.endpoints.size());
         std::vector<locality::health> health(c.endpoints.size(), locality::health::healthy);
         for (size_t i = 0; i < c.endpoints.size(); ++i) {
@@ -458,6 +471,16 @@ struct l4_view_builder {
                 }
             }
         }
+
+        for (const l4_service& sv : out._services) {
+            std::array<uint8_t, 17> k{};
+            k[0] = sv.family;
+            std::memcpy(k.data() + 1, sv.addr.data(), sv.family == 4 ? 4 : 16);
+            out._vip_addrs.push_back(k);
+        }
+        std::sort(out._vip_addrs.begin(), out._vip_addrs.end());
+        out._vip_addrs.erase(std::unique(out._vip_addrs.begin(), out._vip_addrs.end()),
+                             out._vip_addrs.end());
 
         // The listener index: open addressing at most half full. A (VIP, port, proto) given
         // twice keeps the first (listeners are sorted, so the choice is stable).

@@ -392,6 +392,32 @@ bool nat_rewrite_v6(uint8_t* ip, uint8_t* l4, uint8_t proto, const nat_tuple& t,
     return true;
 }
 
+bool ip_rewrite_v4(uint8_t* ip, const uint8_t* src, const uint8_t* dst, bool dec_ttl) noexcept
+{
+    uint64_t ip_diff = 0;
+    if (dec_ttl) {
+        if (ip[8] <= 1) {
+            return false;
+        }
+        ip_diff = dec_ttl_diff(ip + 8, ip_diff);
+    }
+    const uint64_t addr_diff = rewrite_addrs(ip + 12, ip + 16, src, dst, 4, 0);
+    patch_csum(ip + 10, ip_diff + addr_diff);
+    return true;
+}
+
+bool ip_rewrite_v6(uint8_t* ip, const uint8_t* src, const uint8_t* dst, bool dec_ttl) noexcept
+{
+    if (dec_ttl) {
+        if (ip[7] <= 1) {
+            return false;
+        }
+        --ip[7];
+    }
+    (void)rewrite_addrs(ip + 8, ip + 24, src, dst, 16, 0);
+    return true;
+}
+
 bool tcp_clamp_mss(uint8_t* tcp, size_t hdr_len, uint16_t max_mss) noexcept
 {
     if (hdr_len < 20 || (tcp[13] & 0x02) == 0) {

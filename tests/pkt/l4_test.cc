@@ -76,13 +76,15 @@ net::mac_addr mac(uint8_t a, uint8_t b, uint8_t c, uint8_t d)
 
 const net::ip_addr client = ip("198.18.0.2");
 const net::ip_addr client2 = ip("198.18.0.3");
-const net::ip_addr vip = ip("198.18.10.1");        // echo: tcp 7000, udp 7001 (full-NAT)
-const net::ip_addr vip_ipip = ip("198.18.10.2");   // echo-ipip: tcp 7100
-const net::ip_addr vip_gue = ip("198.18.10.3");    // echo-gue: tcp 7200
-const net::ip_addr vip_idle = ip("198.18.10.4");   // idle: tcp 7300, only endpoint not ready
-const net::ip_addr vip_far = ip("198.18.10.5");    // faraway: tcp 7400, endpoint unresolved
-const net::ip_addr vip_lost = ip("198.18.10.6");   // lost: tcp 7500, endpoint not routed
-const net::ip_addr vip_mixed = ip("198.18.10.7");  // mixed: tcp 7600, IPv6 endpoint
+const net::ip_addr vip = ip("198.18.10.1");         // echo: tcp 7000, udp 7001 (full-NAT)
+const net::ip_addr vip_ipip = ip("198.18.10.2");    // echo-ipip: tcp 7100
+const net::ip_addr vip_gue = ip("198.18.10.3");     // echo-gue: tcp 7200
+const net::ip_addr vip_idle = ip("198.18.10.4");    // idle: tcp 7300, only endpoint not ready
+const net::ip_addr vip_far = ip("198.18.10.5");     // faraway: tcp 7400, endpoint unresolved
+const net::ip_addr vip_lost = ip("198.18.10.6");    // lost: tcp 7500, endpoint not routed
+const net::ip_addr vip_mixed = ip("198.18.10.7");   // mixed: tcp 7600, IPv6 endpoint
+const net::ip_addr vip_limited = ip("198.18.10.8"); // limited: tcp 7700, maxConnections 2
+const net::ip_addr limited_backend = ip("198.19.1.40");
 const net::ip_addr snat = ip("198.19.0.1");        // the lan port's SNAT address
 const net::ip_addr far_backend = ip("198.19.9.9"); // routed on lan, no neighbour
 const net::ip_addr client6 = ip("2001:db8::2");
@@ -438,6 +440,12 @@ std::string mesh_yaml(const mesh_spec& m)
     y += service_yaml("mixed", "198.18.10.7", "[{name: tcp-mixed, port: 7600, protocol: TCP}]");
     y += slice_yaml("mixed", "mixed", "zone-a", {"2001:db8:1::10"},
                     "[{name: tcp-mixed, port: 8600, protocol: TCP}]", true, "IPv6");
+    y += service_yaml("limited", "198.18.10.8", "[{name: tcp-lim, port: 7700, protocol: TCP}]");
+    y += slice_yaml("limited", "limited", "zone-a", {"198.19.1.40"},
+                    "[{name: tcp-lim, port: 8700, protocol: TCP}]");
+    y += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: "
+         "limited, namespace: l4}\nspec:\n  host: limited.l4.svc.cluster.local\n  "
+         "trafficPolicy: {connectionPool: {tcp: {maxConnections: 2}}}\n";
     y += service_yaml("echo6", "2001:db8:10::1", "[{name: tcp-echo, port: 7000, protocol: TCP}]",
                       "");
     y += slice_yaml("echo6", "echo6", "zone-a", backends6,
@@ -610,6 +618,7 @@ protected:
         all.insert(all.end(), backends6.begin(), backends6.end());
         all.push_back(ipip_backend);
         all.push_back(gue_backend);
+        all.push_back("198.19.1.40"); // limited
         for (const auto& a : all) {
             n.push_back({1, ip(a.c_str()), backend_mac(ip(a.c_str()))});
         }
@@ -1299,20 +1308,58 @@ TEST_F(L4, TtlOneIsDroppedWithoutCreatingAFlow)
     EXPECT_TRUE(signals().empty()) << "a connect failure for a SYN the backend never got";
 }
 
-TEST_F(L4, FragmentsOfVipFlows)
+TEST_F(L4, FragmentsFollowTheirFirstFragment)
 {
-    golden("first fragment (MF, offset 0) to the VIP", 0,
-           from_client(ip4(udp_p, udpdgram(48000, 7001, 100), client, vip, {.frag = 0x2000})), -1,
-           {}, {{{drop::l4_fragment, 1}}, {}});
-    golden(
-        "first TCP fragment to the VIP", 0,
-        from_client(ip4(tcp_p, tcpseg(48000, 7000, syn, 1, 0, 40), client, vip, {.frag = 0x2000})),
-        -1, {}, {{{drop::l4_fragment, 1}}, {}});
-    // A later fragment has no ports: not L4's (README: fragments), the kernel's.
-    golden("later fragment to the VIP", 0,
-           from_client(ip4(udp_p, bytes(64, 1), client, vip, {.frag = 0x0008, .l4_csum = false})),
+    // One UDP datagram of 8 + 100 bytes to the VIP, in two fragments: 56 bytes, then 52.
+    bytes whole = udpdgram(48000, 7001, 100);
+    set_l4_csum(whole, udp_p, client, vip);
+    const bytes part1(whole.begin(), whole.begin() + 56);
+    const bytes part2(whole.begin() + 56, whole.end());
+    const auto* ep = pick(view(), client, vip, 48000, 7001, udp_p);
+    ASSERT_NE(ep, nullptr);
+    const net::ip_addr b = addr_of(*ep);
+    // What the backend must get: the NATed datagram, fragmented the same way.
+    bytes nat = udpdgram(1024, 8001, 100);
+    set_l4_csum(nat, udp_p, snat, b);
+    const bytes nat1(nat.begin(), nat.begin() + 56);
+    const bytes nat2(nat.begin() + 56, nat.end());
+
+    auto before = totals();
+    auto o = send(0, from_client(ip4(udp_p, part1, client, vip,
+                                     {.frag = 0x2000, .id = 0x4242, .l4_csum = false})));
+    ASSERT_EQ(o.lan.size(), 1u) << "the first fragment is NATed like any first packet";
+    EXPECT_EQ(o.lan[0],
+              to_backend(b, ip4(udp_p, nat1, snat, b,
+                                {.ttl = 63, .frag = 0x2000, .id = 0x4242, .l4_csum = false})));
+    expect_moved(before, totals(), {{}, {{l4_event::new_flows, 1}}});
+
+    before = totals();
+    o = send(0, from_client(ip4(udp_p, part2, client, vip,
+                                {.frag = 0x0007, .id = 0x4242, .l4_csum = false})));
+    ASSERT_EQ(o.lan.size(), 1u) << "the later fragment follows its first";
+    EXPECT_EQ(o.lan[0],
+              to_backend(b, ip4(udp_p, nat2, snat, b,
+                                {.ttl = 63, .frag = 0x0007, .id = 0x4242, .l4_csum = false})));
+    expect_moved(before, totals(), {});
+    // Reassembled, the datagram's UDP checksum verifies with the new addresses.
+    EXPECT_TRUE(
+        net::l4_checksum_ok(4, udp_p, snat.bytes.data(), b.bytes.data(), nat.data(), nat.size()));
+
+    // A later fragment whose first never came: ours (to the VIP address), so dropped.
+    golden("later fragment of an unknown datagram to the VIP", 0,
+           from_client(ip4(udp_p, bytes(64, 1), client, vip,
+                           {.frag = 0x0008, .id = 0x7777, .l4_csum = false})),
+           -1, {}, {{{drop::l4_fragment, 1}}, {}});
+    // A first fragment cut inside its TCP header: no ports to act on.
+    golden("first TCP fragment too short for the TCP header", 0,
+           from_client(ip4(tcp_p, bytes(12, 0), client, vip, {.frag = 0x2000, .l4_csum = false})),
+           -1, {}, {{{drop::l4_fragment, 1}}, {}});
+    // Later fragments to an address that is no VIP and no SNAT address are the kernel's.
+    golden("later fragment to the box", 0,
+           from_client(ip4(udp_p, bytes(64, 1), client, net::ip_addr::v4(0xc6120001),
+                           {.frag = 0x0008, .l4_csum = false})),
            2, {}, {});
-    EXPECT_EQ(_l4->ct4.size(), 0u);
+    EXPECT_EQ(_l4->ct4.size(), 1u);
 }
 
 TEST_F(L4, ServiceWithoutReadyEndpointHasNoBackend)
@@ -1557,6 +1604,33 @@ TEST_F(L4, SynWithoutAnswerExpiresAsConnectFailure)
     EXPECT_EQ(s[0].outcome, fastpath::signal_connect_failure);
     // Every signal put on the ring is counted, as the RST-to-SYN one is.
     expect_moved(before, totals(), {{}, {{l4_event::health_signals, 1}}});
+}
+
+TEST_F(L4, MaxConnectionsRefusesTheNextSynWithRst)
+{
+    const auto b = limited_backend;
+    auto syn_to = [&](uint16_t sport) {
+        return from_client(ip4(tcp_p, tcpseg(sport, 7700, syn, 5000), client, vip_limited));
+    };
+    for (uint16_t sp : {51000, 51001}) {
+        const auto o = send(0, syn_to(sp));
+        ASSERT_EQ(o.lan.size(), 1u) << "connection from port " << sp << " is admitted";
+    }
+    // The third open connection is over maxConnections (2, one worker): a RST from the VIP,
+    // acknowledging the SYN, goes back to the client on the port it came from.
+    bytes rst_seg = tcpseg(7700, 51002, rst | ack, 0, 5001);
+    put16(rst_seg, 14, 0); // window 0
+    golden("SYN over maxConnections", 0, syn_to(51002), 0,
+           to_client(ip4(tcp_p, rst_seg, vip_limited, client, {.id = 0})),
+           {{}, {{l4_event::overflow, 1}}});
+    EXPECT_EQ(_l4->ct4.size(), 2u) << "the refused SYN left no state";
+    // The backend resets the first connection: it no longer counts, a new one is admitted.
+    const auto o =
+        send(1, from_backend(b, ip4(tcp_p, tcpseg(8700, 1024, rst | ack, 1, 5001), b, snat)));
+    ASSERT_EQ(o.wan.size(), 1u);
+    const auto o2 = send(0, syn_to(51003));
+    EXPECT_EQ(o2.lan.size(), 1u) << "admitted once a connection closed";
+    EXPECT_EQ(o2.wan.size(), 0u);
 }
 
 } // namespace

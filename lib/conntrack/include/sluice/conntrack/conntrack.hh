@@ -151,6 +151,8 @@ struct alignas(64) entry_v6 {
 /// The flow has only its forward key (direct server return: replies never cross the
 /// appliance); `backend_addr`/`backend_port` still say where it goes, `snat_*` are unused.
 inline constexpr uint8_t entry_flag_single_key = 0x01;
+/// The caller counts the flow as an open connection (conntrack only stores the bit).
+inline constexpr uint8_t entry_flag_counted = 0x02;
 
 static_assert(sizeof(entry_v4) == 64, "an IPv4 conntrack entry is one cache line");
 static_assert(sizeof(entry_v6) == 64, "an IPv6 conntrack entry is one cache line");

@@ -10,6 +10,16 @@
 /// Per-lcore state (`l4_lcore`) is owned by its worker: conntrack tables, the SNAT port
 /// cursor, rings out of the lcore. No lock, allocation, syscall or log per packet (STYLE H4).
 ///
+/// maxConnections: each lcore admits a cluster's share (maxConnections / workers, rounded up)
+/// of open TCP connections, counted per endpoint from SYN to close (RST, both FINs) or expiry;
+/// a SYN over the share is answered with a RST from the VIP and counted (l4 event overflow).
+///
+/// Fragments: the first fragment of a datagram (it has the ports) goes through the stage like
+/// any packet, and how it was forwarded is remembered per (source, destination, protocol, ID)
+/// for 5 s; later fragments follow it (full-NAT: addresses rewritten, the L4 checksum in the
+/// first fragment already covers the datagram; encap: same endpoint). A later fragment that
+/// arrives before its first, or on another lcore, is dropped and counted (l4_fragment).
+///
 /// SNAT ports and lcores: worker w of W owns SNAT ports [1024 + w*S, 1024 + (w+1)*S) with
 /// S = 64512 / W on every SNAT address, so the owner of a reply is known from its destination
 /// port alone. A reply that RSS delivered to another lcore is handed to its owner through a
@@ -67,6 +77,23 @@ struct l4_settings {
     uint8_t encap_ttl = 64;
 };
 
+/// How the datagram of a first fragment was forwarded, so that its later fragments (which
+/// carry no ports) follow it: looked up by (source, destination, protocol, IP ID).
+struct frag_entry {
+    std::array<uint8_t, 16> src{}; ///< the datagram's original addresses
+    std::array<uint8_t, 16> dst{};
+    std::array<uint8_t, 16> new_src{}; ///< full-NAT: the rewritten addresses
+    std::array<uint8_t, 16> new_dst{}; ///< full-NAT: rewritten; encap: the endpoint
+    uint64_t hash = 0;                 ///< encap: the flow hash (outer entropy)
+    uint64_t expires = 0;              ///< TSC
+    uint32_t id = 0;                   ///< IPv4 ID or IPv6 fragment identification
+    uint8_t proto = 0;
+    uint8_t family = 0;
+    uint8_t kind = 0; ///< 0 empty, 1 full-NAT, 2 encapsulated
+    forwarding fwd = forwarding::fullnat;
+    uint8_t ep_family = 0;
+};
+
 /// One worker's L4 state. Owned and written only by its lcore once launched.
 struct l4_lcore {
     conntrack::table_v4 ct4;
@@ -91,6 +118,11 @@ struct l4_lcore {
     std::array<uint64_t, 1024> failed{};
     /// Recently requested neighbours (direct-mapped): at most one request per 100 ms each.
     std::array<std::pair<uint64_t, uint64_t>, 256> resolved{};
+    /// Open TCP connections per endpoint (direct-mapped by endpoint id; ids that share a slot
+    /// share a count): a cluster's count is the sum over its endpoints, for maxConnections.
+    std::array<uint32_t, 4096> active{};
+    /// Datagrams whose first fragment passed (direct-mapped; entries live 5 s).
+    std::array<frag_entry, 1024> frags{};
 
     /// Builds the conntrack tables (control side). Timeouts in seconds.
     static result<std::unique_ptr<l4_lcore>>

@@ -88,10 +88,12 @@ struct l4_cluster {
     locality::selector selector;        ///< levels' load under the current health
     std::vector<l4_level> levels;
     uint64_t connect_timeout_ticks = 0; ///< connectionPool.tcp.connectTimeout in TSC ticks
-    uint32_t unhealthy = 0;             ///< endpoints currently excluded for health
-    bool outlier_detection = false;     ///< the DestinationRule sets outlierDetection
-    bool missing = false;               ///< no such cluster: new flows are refused
-    uint64_t digest = 0;                ///< config + health fingerprint (reuse across views)
+    /// connectionPool.tcp.maxConnections divided among the workers (rounded up); 0: no limit.
+    uint32_t max_conns_per_lcore = 0;
+    uint32_t unhealthy = 0;         ///< endpoints currently excluded for health
+    bool outlier_detection = false; ///< the DestinationRule sets outlierDetection
+    bool missing = false;           ///< no such cluster: new flows are refused
+    uint64_t digest = 0;            ///< config + health fingerprint (reuse across views)
 
     /// The endpoint for a new flow with hash `h` (deterministic), or l4_none when nothing is
     /// usable. Hot path: O(levels), no allocation.
@@ -139,6 +141,10 @@ public:
     [[nodiscard]] const l4_endpoint* choose(const l4_service& s, const uint8_t* dst, uint64_t hash,
                                             const l4_cluster** cluster) const noexcept;
 
+    /// True when `addr` is the address of some L4 listener (any port or protocol): later
+    /// fragments, which carry no ports, are recognised by it. Binary search.
+    [[nodiscard]] bool has_vip_address(uint8_t family, const uint8_t* addr) const noexcept;
+
     [[nodiscard]] const std::vector<l4_service>& services() const noexcept { return _services; }
     [[nodiscard]] size_t cluster_count() const noexcept { return _clusters.size(); }
     [[nodiscard]] const l4_cluster& cluster(size_t i) const noexcept { return *_clusters[i]; }
@@ -149,6 +155,7 @@ private:
     friend struct l4_view_builder;
     std::vector<l4_service> _services;
     std::vector<uint32_t> _slots; ///< service index + 1 (0 empty), power-of-two size
+    std::vector<std::array<uint8_t, 17>> _vip_addrs; ///< family + address, sorted
     uint64_t _mask = 0;
     std::vector<std::shared_ptr<const l4_cluster>> _clusters; ///< by name
 };
@@ -164,7 +171,8 @@ struct l4_view_input {
     std::function<bool(std::string_view cluster, uint64_t id)> unhealthy;
     /// The previous view: clusters whose config and health did not change are shared.
     const l4_view* previous = nullptr;
-    uint64_t tsc_hz = 0; ///< for connect timeouts
+    uint64_t tsc_hz = 0;  ///< for connect timeouts
+    uint16_t workers = 1; ///< worker lcores sharing each cluster's maxConnections
 };
 
 /// Builds a view (control side: allocates, builds Maglev tables). Errors: a Maglev build that

@@ -89,6 +89,14 @@ bool nat_rewrite_v4(uint8_t* ip, uint8_t* l4, uint8_t proto, const nat_tuple& t,
 bool nat_rewrite_v6(uint8_t* ip, uint8_t* l4, uint8_t proto, const nat_tuple& t,
                     bool dec_ttl) noexcept;
 
+/// Rewrites only the addresses of an IPv4 packet (a later fragment: no L4 header; the L4
+/// checksum, in the first fragment, covers the whole datagram), updating the header checksum
+/// and, with `dec_ttl`, the TTL (false and no change when it would reach 0).
+bool ip_rewrite_v4(uint8_t* ip, const uint8_t* src, const uint8_t* dst, bool dec_ttl) noexcept;
+
+/// The IPv6 counterpart (addresses and hop limit).
+bool ip_rewrite_v6(uint8_t* ip, const uint8_t* src, const uint8_t* dst, bool dec_ttl) noexcept;
+
 /// Clamps the MSS option of a TCP segment with SYN set to at most `max_mss`, updating the TCP
 /// checksum incrementally. `tcp` is the TCP header, `hdr_len` its length from the data offset
 /// (options are walked within it; malformed options are left alone). Returns true if the MSS

@@ -97,7 +97,8 @@ struct port_counters {
     X(mss_clamped, "SYN / SYN-ACK MSS lowered for the egress MTU")                                 \
     X(encapsulated, "IPIP / GUE packets sent")                                                     \
     X(health_signals, "passive health signals sent to the control thread")                         \
-    X(resolve_requests, "neighbour resolutions requested from the kernel")
+    X(resolve_requests, "neighbour resolutions requested from the kernel")                         \
+    X(overflow, "new TCP connections refused with RST: connectionPool.tcp.maxConnections")
 
 enum class l4_event : uint16_t {
 #define SLUICE_X(name, help) name,
