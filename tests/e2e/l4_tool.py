@@ -11,6 +11,11 @@
       prints one line per connection: "SPORT NAME" or "SPORT ERROR reason".
   udp VIP PORT COUNT SPORT_BASE TIMEOUT
       COUNT datagrams from distinct source ports, in batches; "SPORT NAME" / "SPORT ERROR".
+  dsr NAME ADDR MODE GUE_PORT LIFETIME
+      A direct-server-return backend for UDP VIPs, decapsulating in user space (this kernel
+      has no ipip/fou): MODE ipip reads IP-in-IP packets to ADDR from a raw socket, MODE gue
+      reads GUE variant 1 datagrams on ADDR:GUE_PORT; the inner UDP datagram (client ->
+      VIP:port) is answered straight to the client from VIP:port with "NAME ADDR MODE".
   hold VIP PORT COUNT HOLD_FILE TIMEOUT
       Opens COUNT connections, records who answered each, then waits until HOLD_FILE exists
       (bounded by TIMEOUT), sends a line on every connection and checks the answer comes from
@@ -66,6 +71,56 @@ def serve(name, addr, tcp_port, udp_port, lifetime):
                     line, buf = buf.split(b"\n", 1)
                     s.sendall(name.encode() + b" " + line + b"\n")
                 conns[s] = buf
+
+
+def _csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def _udp4(src, dst, sport, dport, payload):
+    """An IPv4 + UDP packet with correct checksums (addresses as 4-byte strings)."""
+    ulen = 8 + len(payload)
+    pseudo = src + dst + bytes([0, 17]) + ulen.to_bytes(2, "big")
+    hdr = sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + ulen.to_bytes(2, "big")
+    c = _csum(pseudo + hdr + b"\0\0" + payload) or 0xFFFF
+    udp = hdr + c.to_bytes(2, "big") + payload
+    ip = bytes([0x45, 0]) + (20 + ulen).to_bytes(2, "big") + b"\0\0\x40\0" + bytes([64, 17])
+    ip += b"\0\0" + src + dst
+    ip = ip[:10] + _csum(ip).to_bytes(2, "big") + ip[12:]
+    return ip + udp
+
+
+def dsr(name, addr, mode, gue_port, lifetime):
+    deadline = time.time() + lifetime
+    if mode == "ipip":
+        rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)  # IPPROTO_IPIP
+    else:
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind((addr, gue_port))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    me = socket.inet_aton(addr)
+    while time.time() < deadline:
+        r, _, _ = select.select([rx], [], [], 0.2)
+        if not r:
+            continue
+        data = rx.recv(65535)
+        if mode == "ipip":
+            if len(data) < 20 or data[16:20] != me:
+                continue
+            data = data[(data[0] & 0x0F) * 4:]  # the outer header: raw sockets include it
+        if len(data) < 28 or data[0] >> 4 != 4 or data[9] != 17:
+            continue
+        ihl = (data[0] & 0x0F) * 4
+        csrc, vip = data[12:16], data[16:20]
+        cport = int.from_bytes(data[ihl:ihl + 2], "big")
+        vport = int.from_bytes(data[ihl + 2:ihl + 4], "big")
+        reply = _udp4(vip, csrc, vport, cport, ("%s %s %s" % (name, addr, mode)).encode())
+        tx.sendto(reply, (socket.inet_ntoa(csrc), 0))
 
 
 def one_tcp(vip, port, sport, timeout):
@@ -171,6 +226,8 @@ def main():
         tcp(a[0], int(a[1]), int(a[2]), int(a[3]), float(a[4]), float(a[5]) if len(a) > 5 else 0)
     elif cmd == "udp":
         udp(a[0], int(a[1]), int(a[2]), int(a[3]), float(a[4]))
+    elif cmd == "dsr":
+        dsr(a[0], a[1], a[2], int(a[3]), float(a[4]))
     elif cmd == "hold":
         hold(a[0], int(a[1]), int(a[2]), a[3], float(a[4]))
     else:

@@ -141,6 +141,54 @@ t_failover_and_failback() {
   return 1
 }
 
+# connectionPool.tcp.maxConnections: 2 open connections are admitted, the third gets a RST
+# (the client sees "connection refused"), and once they close a new one is admitted.
+t_max_connections() {
+  local hold="$E2E_TMP/hold-lim.go" out="$E2E_TMP/hold-lim.out" third i
+  rm -f "$hold"
+  in_ns client python3 "$TOOL" hold 198.18.10.4 7000 2 "$hold" 60 >"$out" &
+  local pid=$!
+  for i in $(seq 1 50); do grep -q opened "$out" 2>/dev/null && break; sleep 0.2; done
+  cat "$out"
+  grep -q 'opened 2' "$out" || { kill $pid; return 1; }
+  third=$(in_ns client python3 "$TOOL" tcp 198.18.10.4 7000 1 0 3)
+  echo "third connection: $third"
+  touch "$hold"
+  wait $pid
+  cat "$out"
+  echo "$third" | grep -q 'ERROR ConnectionRefusedError' || return 1
+  grep -q '^held 2 ok 2$' "$out" || return 1
+  stats_refresh || return 1
+  local ov
+  ov=$(grep '^stats: l4' "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n 's/^overflow=//p')
+  echo "overflow=$ov"
+  [ "${ov:-0}" -ge 1 ] || return 1
+  sleep 0.5
+  in_ns client python3 "$TOOL" tcp 198.18.10.4 7000 1 0 3 | grep -q ' 198\.19\.1\.10$'
+}
+
+# Direct server return: UDP VIPs forwarded as IPIP and GUE to backends that decapsulate and
+# answer the client straight from the VIP (through the appliance's kernel as their router).
+t_dsr_ipip_and_gue() {
+  local out="$E2E_TMP/dsr.txt"
+  in_ns app sysctl -qw net.ipv4.ip_forward=1
+  for i in all default lan wan; do in_ns app sysctl -qw "net.ipv4.conf.$i.rp_filter=0"; done
+  in_ns be-b python3 "$TOOL" dsr dsr-ipip 198.19.2.10 ipip 6080 600 >/dev/null 2>&1 &
+  in_ns be-b python3 "$TOOL" dsr dsr-gue 198.19.2.11 gue 6080 600 >/dev/null 2>&1 &
+  sleep 0.5
+  in_ns client python3 "$TOOL" udp 198.18.10.2 7001 50 0 3 >"$out"
+  tally "$out"
+  [ "$(grep -c ' dsr-ipip$' "$out")" = 50 ] || return 1
+  in_ns client python3 "$TOOL" udp 198.18.10.3 7001 50 0 3 >"$out"
+  tally "$out"
+  [ "$(grep -c ' dsr-gue$' "$out")" = 50 ] || return 1
+  stats_refresh || return 1
+  local enc
+  enc=$(grep '^stats: l4' "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n 's/^encapsulated=//p')
+  echo "encapsulated=$enc"
+  [ "${enc:-0}" -ge 100 ]
+}
+
 if sluiced_start "$conf"; then
   check "TCP VIP: 300 connections stay in the local zone (PreferClose)" t_tcp_vip_stays_in_zone
   check "UDP VIP: 300 flows stay in the local zone" t_udp_vip_stays_in_zone
@@ -157,6 +205,8 @@ if sluiced_start "$conf"; then
   fi
   check "20 flows opened before 100 config applies keep their backends and complete" t_flows_survive_100_applies
   check "zone-a dies: outlier detection ejects it, new connections fail over to zone-b; failback" t_failover_and_failback
+  check "maxConnections 2: the third connection is refused with RST, admitted after close" t_max_connections
+  check "DSR: UDP VIPs over IPIP and GUE answered straight from the backends" t_dsr_ipip_and_gue
 else
   check "sluiced starts" false
 fi

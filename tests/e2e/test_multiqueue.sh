@@ -8,6 +8,9 @@ e2e_setup
 conf=$(e2e_config)
 sed -i 's|"--lcores", "(0-2)@(0-1)"|"--lcores", "(0-3)@(0-1)"|; s|workers  = \[ 1 \];|workers  = [ 1, 2 ];|;
         s|slowpath = 2;|slowpath = 3;|; s|qpairs=1|qpairs=2|; s|queues    = 1;|queues    = 2;|' "$conf"
+sed -i "s|^  files = \[ \];|  files = [ \"$E2E_ROOT/tests/e2e/l4/mq.yaml\" ];|" "$conf"
+TOOL="$E2E_ROOT/tests/e2e/l4_tool.py"
+in_ns be-a python3 "$TOOL" serve mq 198.19.1.10 7000 7001 300 >/dev/null 2>&1 &
 
 t_traffic_crosses() {
   in_ns client ping -c 4 -i 0.2 -W 2 198.18.0.1 | grep -q ' 4 received' || return 1
@@ -46,6 +49,19 @@ else
 fi
 check "ping and 12 HTTP transfers cross intact" t_traffic_crosses
 check "both worker lcores carry part of the traffic" t_both_workers_carry_traffic
+
+# L4 with two workers: each worker owns half of the SNAT ports; a backend's reply that the
+# NIC (af_packet fanout here) hands to the other worker is passed to the owner over a ring.
+t_l4_replies_reach_their_owner() {
+  local out="$E2E_TMP/mq.txt" red
+  in_ns client python3 "$TOOL" tcp 198.18.11.1 7000 200 0 3 >"$out"
+  [ "$(grep -c ' mq$' "$out")" = 200 ] || { sort "$out" | awk '{print $2, $3}' | uniq -c | head; return 1; }
+  stats_refresh || return 1
+  grep '^stats: l4' "$SLUICED_LOG" | tail -n 1
+  red=$(grep '^stats: l4' "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n 's/^redirected_in=//p')
+  [ "${red:-0}" -gt 0 ]
+}
+check "L4 with two workers: 200 connections complete; replies redirected to their owner" t_l4_replies_reach_their_owner
 sluiced_stop
 check "SIGTERM with two workers: exit 0" test $? = 0
 e2e_finish
