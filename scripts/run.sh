@@ -6,6 +6,9 @@
 #   - starts sluiced on conf/sluice.conf in the appliance namespace;
 #   - shows traffic crossing it (ping and HTTP from the client, ping from each zone) with
 #     sluiced's counters, every few seconds, until Ctrl-C (or DEMO_SECONDS, default 3600);
+#   - shows the L4 fast path: 20 TCP connections per round to the VIP 198.18.10.1:7000, which
+#     stay in zone-a (PreferClose); in rounds 4-6 zone-a's server is stopped and outlier
+#     detection fails new connections over to zone-b; from round 7 zone-a is back;
 #   - tears everything down.
 # Usage: sudo ./scripts/run.sh
 set -uo pipefail
@@ -63,6 +66,16 @@ echo "hello from sluice's kernel side (appliance namespace), reached through DPD
 ip netns exec "$P-app" python3 -m http.server --bind 198.18.0.1 --directory "$tmp/www" 8080 >/dev/null 2>&1 &
 sleep 0.5
 
+# One TCP server per zone, answering each connection with its zone's name.
+tool="$root/tests/e2e/l4_tool.py"
+start_zone() {
+  local i=$2
+  ip netns exec "$P-be-$1" python3 "$tool" serve "zone-$1" "198.19.$i.10" 7000 7001 86400 \
+    >/dev/null 2>&1 &
+}
+i=1
+for z in "${TOPO_ZONES[@]}"; do start_zone "$z" $i; i=$((i + 1)); done
+
 # The mesh config, through the REST config port, as an operator would apply it.
 ctl() { ip netns exec "$P-app" "$root/build/app/sluicectl/sluicectl" --token-file "$tmp/token" "$@"; }
 echo
@@ -84,6 +97,7 @@ cat <<EOT
    Try it yourself in another terminal, e.g.:
      sudo ip netns exec $P-client ping 198.18.0.1
      sudo ip netns exec $P-client curl http://198.18.0.1:8080/
+     sudo ip netns exec $P-client nc 198.18.10.1 7000   # the L4 VIP: a zone answers
      sudo ip netns exec $P-app ip route      # what the netlink mirror copies into the FIB
      sudo ip netns exec $P-app $root/build/app/sluicectl/sluicectl --token-file $tmp/token status
    Ctrl-C stops the demo and removes everything.
@@ -105,11 +119,23 @@ while [ $SECONDS -lt $deadline ]; do
       echo "   zone $z backend 198.19.$i.10: ping 198.19.$i.1 FAILED"
     i=$((i + 1))
   done
+  if [ $round = 4 ]; then
+    echo "   demo: stopping zone-a's server (its connections are now refused)"
+    ip netns pids "$P-be-a" | xargs -r kill
+  elif [ $round = 7 ]; then
+    echo "   demo: zone-a's server is back (traffic fails back when its ejection ends)"
+    start_zone a 1
+  fi
+  tally=$(ip netns exec "$P-client" python3 "$tool" tcp 198.18.10.1 7000 20 0 2 0.02 |
+    awk '{print $2}' | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')
+  echo "   client: 20 TCP connections to VIP 198.18.10.1:7000 -> ${tally%, }"
   n=$(grep -c '^stats: drops' "$tmp/sluiced.log")
   kill -USR1 "$sluiced_pid"
   for _ in $(seq 1 20); do [ "$(grep -c '^stats: drops' "$tmp/sluiced.log")" -gt "$n" ] && break; sleep 0.1; done
   grep '^stats: port=' "$tmp/sluiced.log" | tail -n 2 | sed 's/^stats: /   counters: /'
   grep '^stats: drops' "$tmp/sluiced.log" | tail -n 1 | awk '{print "   counters: drops " $3}'
+  grep '^stats: l4' "$tmp/sluiced.log" | tail -n 1 |
+    awk '{print "   counters: l4 " $3, $4, $5, $12, $NF}'
   kill -0 "$sluiced_pid" 2>/dev/null || { echo "sluiced exited"; tail "$tmp/sluiced.log"; exit 1; }
   sleep 5
 done
