@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -253,6 +254,74 @@ TEST(ConntrackTest, UdpAndIcmpTimeouts)
     ASSERT_NE(i, nullptr);
     EXPECT_EQ(i->st, state::icmp);
     EXPECT_EQ(i->expires, 30 * hz);
+}
+
+template <typename F>
+void single_key_flows()
+{
+    auto t = make_table<F>(64);
+    const auto fwd = F::family == 4 ? k4(client, 40000, vip, 80) : k6(1, 40000, 2, 80);
+    const auto be = F::family == 4 ? k4(backend, 8080, snat, 0) : k6(3, 8080, 4, 0);
+    auto* e = t.insert_single(fwd, be.src.data(), be.sport, 77, 0);
+    ASSERT_NE(e, nullptr);
+    EXPECT_NE(e->flags & entry_flag_single_key, 0);
+    EXPECT_EQ(t.lookup(fwd, 0).e, e);
+    EXPECT_EQ(std::memcmp(e->backend_addr.data(), be.src.data(), F::addr_len), 0);
+    EXPECT_EQ(e->backend_port, 8080);
+    EXPECT_EQ(e->endpoint_id, 77u);
+    EXPECT_EQ(t.index_errors_for_test(), 0u) << "one index slot, not two";
+    // Only the client's side is seen: SYN, then an ACK makes it established; FIN half-closes.
+    EXPECT_EQ(e->st, state::tcp_syn_sent);
+    t.update_tcp_forward_only(*e, tcp_ack, 1);
+    EXPECT_EQ(e->st, state::tcp_established);
+    t.update_tcp_forward_only(*e, tcp_fin | tcp_ack, 2);
+    EXPECT_EQ(e->st, state::tcp_fin_wait);
+    t.update_tcp_forward_only(*e, tcp_rst, 3);
+    EXPECT_EQ(e->st, state::tcp_closed);
+    t.remove(*e);
+    EXPECT_EQ(t.size(), 0u);
+    EXPECT_EQ(t.index_errors_for_test(), 0u);
+}
+
+TEST(ConntrackTest, SingleKeyFlowsV4)
+{
+    single_key_flows<v4>();
+}
+TEST(ConntrackTest, SingleKeyFlowsV6)
+{
+    single_key_flows<v6>();
+}
+
+struct hook_log {
+    std::vector<std::pair<uint64_t, state>> seen;
+};
+
+TEST(ConntrackTest, ExpiryHookSeesEveryExpiredEntryWithItsState)
+{
+    auto t = make_table<v4>(64);
+    hook_log log;
+    t.set_expiry_hook(
+        [](void* ctx, const entry_v4& e) noexcept {
+            static_cast<hook_log*>(ctx)->seen.emplace_back(e.endpoint_id, e.st);
+        },
+        &log);
+    // Flow 1 never gets a SYN-ACK; flow 2 is established; flow 3 is removed by hand.
+    ASSERT_NE(t.insert(k4(client, 1, vip, 80), k4(backend, 80, snat, 1), 1, 0), nullptr);
+    auto* e2 = t.insert(k4(client, 2, vip, 80), k4(backend, 80, snat, 2), 2, 0);
+    ASSERT_NE(e2, nullptr);
+    t.update_tcp(*e2, tcp_syn | tcp_ack, direction::reverse, 0);
+    t.update_tcp(*e2, tcp_ack, direction::forward, 0);
+    auto* e3 = t.insert(k4(client, 3, vip, 80), k4(backend, 80, snat, 3), 3, 0);
+    ASSERT_NE(e3, nullptr);
+    t.remove(*e3);
+    EXPECT_TRUE(log.seen.empty()) << "remove() is not an expiry";
+    const uint64_t later = 3600 * hz;
+    EXPECT_EQ(t.age(later, 64), 2u);
+    ASSERT_EQ(log.seen.size(), 2u);
+    std::sort(log.seen.begin(), log.seen.end());
+    EXPECT_EQ(log.seen[0], std::make_pair(uint64_t{1}, state::tcp_syn_sent));
+    EXPECT_EQ(log.seen[1], std::make_pair(uint64_t{2}, state::tcp_established));
+    EXPECT_EQ(t.stats().syn_expired, 1u);
 }
 
 TEST(ConntrackTest, AgeReclaimsExpiredEntriesWithinTheBudget)
