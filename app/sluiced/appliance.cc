@@ -481,7 +481,28 @@ void appliance::rebuild_l4(bool reconfigure)
         SLUICE_LOG(ERR, glue, "L4 view not rebuilt: %s", v.err().to_string().c_str());
         return;
     }
-    if (!reconfigure) {
+    if (reconfigure) {
+        // New endpoints on a connected subnet: have the kernel resolve them now, so the first
+        // packet of a flow toward them is not dropped for want of a neighbour.
+        for (size_t i = 0; i < (*v)->cluster_count(); ++i) {
+            for (const auto& e : (*v)->cluster(i).endpoints) {
+                if (e.family == 0) {
+                    continue;
+                }
+                net::ip_addr a;
+                a.family = e.family;
+                a.bytes = e.addr;
+                for (size_t p = 0; p < _cfg.ports.size(); ++p) {
+                    for (const auto& pre : _cfg.ports[p].addresses) {
+                        const auto key = std::make_pair(static_cast<uint16_t>(p), a);
+                        if (pre.contains(a) && _primed.insert(key).second) {
+                            _prime.push_back(key);
+                        }
+                    }
+                }
+            }
+        }
+    } else {
         for (size_t i = 0; i < (*v)->cluster_count(); ++i) {
             const auto& c = (*v)->cluster(i);
             const auto* before =
@@ -531,6 +552,19 @@ void appliance::process_health()
 
 void appliance::process_resolves()
 {
+    std::vector<std::pair<uint16_t, net::ip_addr>> prime;
+    {
+        std::lock_guard lock(_snap_mu);
+        while (!_prime.empty() && prime.size() < 64) { // bounded per tick
+            prime.push_back(_prime.front());
+            _prime.pop_front();
+        }
+    }
+    for (const auto& [port, a] : prime) {
+        if (auto idx = glue::ifindex(_cfg.ports[port].name); idx) {
+            (void)glue::resolve_neighbour(*idx, a); // best effort: workers ask again on a miss
+        }
+    }
     fastpath::resolve_request req[32];
     for (rte_ring* r : _resolve_rings) {
         const unsigned n =

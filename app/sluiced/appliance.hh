@@ -2,7 +2,9 @@
 // The running appliance: everything sluiced brings up, and its shutdown. Only wiring.
 
 #include <atomic>
+#include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -98,7 +100,10 @@ private:
     std::map<uint64_t, std::vector<std::string>> _outlier_clusters; // endpoint id -> clusters
     std::vector<rte_ring*> _signal_rings;
     std::vector<rte_ring*> _resolve_rings;
-    std::vector<std::string> _l4_errors; // guarded by _snap_mu: the last view build failure
+    // Endpoints on a port's subnet whose neighbour the kernel is asked to resolve before the
+    // first packet needs it (guarded by _snap_mu); each is asked once per process.
+    std::deque<std::pair<uint16_t, net::ip_addr>> _prime;
+    std::set<std::pair<uint16_t, net::ip_addr>> _primed;
     std::unique_ptr<ctl::config_store> _store;
     std::unique_ptr<ctl::api> _api;
     std::unique_ptr<ctl::rest_server> _rest;
