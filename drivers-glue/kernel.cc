@@ -215,9 +215,14 @@ result<void> resolve_neighbour(unsigned ifindex, const net::ip_addr& ip)
     nd.ndm_ifindex = static_cast<int>(ifindex);
     nd.ndm_state = NUD_NONE;
     nd.ndm_flags = NTF_USE;
-    nl_msg m(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, &nd, sizeof(nd));
+    // Create only: an entry that exists (resolving, stale, permanent) is the kernel's to keep;
+    // replacing it would reset it, and a static entry would be lost.
+    nl_msg m(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL, &nd, sizeof(nd));
     m.attr(NDA_DST, ip.bytes.data(), ip.is_v4() ? 4 : 16);
     if (auto r = sock->request(m); !r) {
+        if (r.err().message.find("exists") != std::string::npos) {
+            return ok();
+        }
         return err("resolve neighbour " + ip.to_string() + ": " + r.err().message);
     }
     return ok();

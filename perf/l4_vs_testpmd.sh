@@ -35,12 +35,8 @@
 #    signals; the mesh has no outlierDetection, so none ejects an endpoint.
 # Only the client -> backend direction is measured (replies would need backends answering).
 #
-# sluiced's mbuf pool is sized from its ports' descriptor counts (no setting of its own), and
-# net_pcap's infinite_rx keeps the whole pcap in mbufs of that pool. 1M frames need a pool of
-# 2^20 mbufs, which takes 8 ports at 32768 RX+TX descriptors: the script adds idle ports
-# (net_null,no-rx=1, each with its TAP exception interface) until the pool fits FLOWS. The
-# worker polls every port each loop, so testpmd gets the same set of ports (chained topology,
-# one lcore polls them all): both sides pay the same idle polls. The script prints the count.
+# net_pcap's infinite_rx keeps the whole pcap in mbufs of the port's pool: sluiced's
+# `mempool.mbufs` and testpmd's --total-num-mbufs give both sides the same pool.
 #
 # CPUs: this is a 2-core machine. sluiced's worker lcore and testpmd's forwarding lcore both
 # run alone on FWD_CPU; sluiced's main (config) and slow-path lcores and testpmd's main lcore
@@ -120,23 +116,16 @@ ip -n "$NS" link set lo up
 in_ns() { ip netns exec "$NS" "$@"; }
 
 # --- ports and memory -------------------------------------------------------------------------
-# sluiced's pool (app/sluiced/appliance.cc): per port queues*(rx_desc+tx_desc) + 2*1024 +
-# 2*workers*1024, plus (workers+2)*(256+32), rounded up to 2^k-1. It must hold the pcap, one
-# mbuf per TAP RX descriptor (1024 a port), the lcore caches and the bursts in flight.
-DESC=32768
-pool_for() { # pool_for NPORTS
-  local need=$(($1 * (2 * DESC + 2048 + 2048) + 3 * (256 + 32))) m=1
-  while [ "$m" -lt "$need" ]; do m=$((m * 2)); done
-  echo $((m - 1))
-}
+# net_pcap's infinite_rx keeps the whole pcap in mbufs of the port's pool: sluiced's
+# `mempool.mbufs` and testpmd's --total-num-mbufs size both pools alike (2^k - 1, the pcap plus
+# descriptors, TAP descriptors, lcore caches and bursts in flight).
+DESC=1024
 NPORTS=2
-while [ "$(pool_for $NPORTS)" -lt $((FLOWS + 1024 * NPORTS + 16384)) ]; do
-  NPORTS=$((NPORTS + 1))
-  [ "$NPORTS" -le 16 ] || { echo "FLOWS=$FLOWS needs more than 16 ports" >&2; exit 2; }
-done
-POOL=$(pool_for $NPORTS)
+POOL=1
+while [ "$POOL" -lt $((FLOWS + NPORTS * (2 * DESC + 2048) + 16384)) ]; do POOL=$((POOL * 2)); done
+POOL=$((POOL - 1))
 MEM_MB=$((POOL * 2432 * 2 / 1048576 + 512)) # mbuf ~2.4 KB; no-huge needs slack
-echo "flows=$FLOWS ports=$NPORTS (2 active + $((NPORTS - 2)) idle net_null) mbufs=$POOL eal_mem=${MEM_MB}MB" \
+echo "flows=$FLOWS ports=$NPORTS mbufs=$POOL eal_mem=${MEM_MB}MB" \
   "window=${WINDOW}s warmup=${WARMUP}s runs=$RUNS cpu: forwarding lcore on $FWD_CPU, others on $CTL_CPU"
 
 # --- traffic ----------------------------------------------------------------------------------
@@ -152,11 +141,7 @@ gen_conf() {
     sed -e "s|@PCAP@|$tmp/$s.pcap|" -e "s|@MEM@|$MEM_MB|" -e "s|@DESC@|$DESC|g" \
       -e "s|@LCORES@|0@$CTL_CPU,1@$FWD_CPU,2@$CTL_CPU|" -e "s|@TMP@|$tmp/$s|g" \
       -e "s|@MESH@|$tmp/mesh.yaml|" -e "s|@CAPACITY@|$((FLOWS > 1048576 ? FLOWS : 1048576))|" \
-      perf/l4/sluice.conf.in
-    for ((i = 2; i < NPORTS; i++)); do
-      echo "  ,{ name = \"idle$i\"; device = \"net_null$((i - 1)),no-rx=1\"; queues = 1;"
-      echo "     rx_desc = $DESC; tx_desc = $DESC; addresses = [ ]; snat = [ ]; }"
-    done
+      -e "s|@MBUFS@|$POOL|" perf/l4/sluice.conf.in
     echo ");"
   } >"$tmp/$s.conf"
   mkdir -p "$tmp/$s"
@@ -211,12 +196,10 @@ run_sluiced() {
     tail -n 20 "$LOG" >&2
     return 1
   fi
-  # The backends' static neighbours. sluiced asks the kernel to resolve a next hop it has no
-  # neighbour for (RTM_NEWNEIGH, NTF_USE, NUD_NONE, NLM_F_REPLACE), and on this kernel that
-  # request resets an existing entry, PERMANENT included, to NUD_NONE and re-probes it (then
-  # INCOMPLETE, FAILED): requests queued before the mirror saw our entries clobber them. So:
-  # apply, wait, and re-apply until all of them stay PERMANENT and the fast path stops
-  # dropping for want of a neighbour (bounded: 30 tries).
+  # The backends' static neighbours (the netlink mirror gives them to the fast path). Apply,
+  # wait, and check that all of them stay PERMANENT and the fast path stops dropping for want
+  # of a neighbour (bounded: 30 tries). sluiced's resolution requests create entries only
+  # (NLM_F_EXCL): they no longer reset ours; the count printed says if one ever did.
   local tries clobbered=0 a b
   ok=0
   for tries in $(seq 1 30); do
@@ -298,7 +281,6 @@ run_testpmd() {
   local s=$1 r=$2 i t0 t1 ok=0 out vdevs
   out="$tmp/$s/testpmd-$r.log"
   vdevs=(--vdev "net_pcap0,rx_pcap=$tmp/$s.pcap,infinite_rx=1" --vdev "net_null0,no-rx=1")
-  for ((i = 2; i < NPORTS; i++)); do vdevs+=(--vdev "net_null$((i - 1)),no-rx=1"); done
   rm -f "$tmp/fifo"
   mkfifo "$tmp/fifo"
   ip netns exec "$NS" stdbuf -oL dpdk-testpmd --no-huge --no-pci --no-shconf -m "$MEM_MB" --lcores "0@$CTL_CPU,1@$FWD_CPU" \

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -100,7 +101,9 @@ result<void> appliance::bring_up()
     std::map<int, rte_mempool*> pool_of;
     for (auto& [socket, n] : need) {
         unsigned mbufs = 1;
-        while (mbufs < n + (nworkers + 2) * (256 + fastpath::burst_size)) {
+        const unsigned want = std::max<unsigned>(
+            n + (nworkers + 2) * (256 + fastpath::burst_size), _cfg.mempool.mbufs + 1);
+        while (mbufs < want) {
             mbufs <<= 1;
         }
         auto mp = glue::create_pool(socket, mbufs - 1, "mbufs_s" + std::to_string(socket));
@@ -527,20 +530,24 @@ void appliance::process_health()
 {
     const health::duration now = steady_now();
     bool changed = false;
-    fastpath::health_signal sig[64];
+    fastpath::health_signal sig[256];
     for (rte_ring* r : _signal_rings) {
-        const unsigned n =
-            rte_ring_sc_dequeue_burst_elem(r, sig, sizeof(sig[0]), std::size(sig), nullptr);
-        for (unsigned i = 0; i < n; ++i) {
-            const auto it = _outlier_clusters.find(sig[i].endpoint_id);
-            if (it == _outlier_clusters.end()) {
-                continue;
-            }
-            const auto o = sig[i].outcome == fastpath::signal_success
-                               ? health::outcome::success
-                               : health::outcome::connect_failure;
-            for (const std::string& c : it->second) {
-                changed = _detector.report(c, sig[i].endpoint_id, o, now) || changed;
+        // Up to 4096 signals per ring per tick (the ring holds 4096): a flood of SYNs that
+        // expire unanswered must not leave the ring full for the failures that matter.
+        unsigned n = 0;
+        for (int round = 0; round < 16 && (round == 0 || n == std::size(sig)); ++round) {
+            n = rte_ring_sc_dequeue_burst_elem(r, sig, sizeof(sig[0]), std::size(sig), nullptr);
+            for (unsigned i = 0; i < n; ++i) {
+                const auto it = _outlier_clusters.find(sig[i].endpoint_id);
+                if (it == _outlier_clusters.end()) {
+                    continue;
+                }
+                const auto o = sig[i].outcome == fastpath::signal_success
+                                   ? health::outcome::success
+                                   : health::outcome::connect_failure;
+                for (const std::string& c : it->second) {
+                    changed = _detector.report(c, sig[i].endpoint_id, o, now) || changed;
+                }
             }
         }
     }

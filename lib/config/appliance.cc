@@ -502,6 +502,10 @@ void check_misc(checker& c, const Setting& root, appliance_config& cfg,
             c.integer(*t, p, "icmp", to.icmp, 1, week);
         }
     }
+    if (const Setting* g = c.group(root, "", "mempool")) {
+        c.check_keys(*g, "mempool", {"mbufs"});
+        c.integer(*g, "mempool", "mbufs", cfg.mempool.mbufs, 0, 1ll << 26);
+    }
     if (const Setting* g = c.group(root, "", "l4")) {
         c.check_keys(*g, "l4", {"forwarding", "gue_port", "encap_ttl"});
         std::string fwd;

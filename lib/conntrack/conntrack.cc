@@ -370,6 +370,30 @@ match<F> table<F>::lookup(const flow_key& k, uint64_t now) noexcept
 }
 
 template <typename F>
+uint64_t table<F>::prefetch_bucket(const flow_key& k) const noexcept
+{
+    const uint64_t h = hash(k);
+    __builtin_prefetch(&_buckets[bucket_1(h, _mask)]);
+    return h;
+}
+
+template <typename F>
+void table<F>::prefetch_entry(uint64_t h) const noexcept
+{
+    const uint16_t sig = signature(h);
+    const bucket& b1 = _buckets[bucket_1(h, _mask)];
+    for (unsigned s = 0; s < slots_per_bucket; ++s) {
+        if (b1.sig[s] == sig && b1.ref[s] != 0) {
+            __builtin_prefetch(&_entries[((b1.ref[s] & ref_mask) - 1) >> 1]);
+            return;
+        }
+    }
+    if (b1.overflow != 0) {
+        __builtin_prefetch(&_buckets[bucket_2(h, _mask)]);
+    }
+}
+
+template <typename F>
 void table<F>::prefetch(const flow_key& k) const noexcept
 {
     __builtin_prefetch(&_buckets[bucket_1(hash(k), _mask)]);
@@ -750,6 +774,9 @@ template <typename F>
 uint32_t table<F>::age(uint64_t now, uint32_t budget) noexcept
 {
     uint32_t n = 0;
+    if (_free_top == _capacity) {
+        return 0; // empty: nothing to visit
+    }
     const uint32_t visits = budget < _capacity ? budget : _capacity;
     for (uint32_t i = 0; i < visits; ++i) {
         entry& e = _entries[_age_pos];

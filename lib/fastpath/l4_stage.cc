@@ -476,7 +476,7 @@ l4_decision answer_rst(const worker_ctx& w, const pkt& p) noexcept
 /// A packet to an L4 listener (client side).
 template <typename F>
 l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& svc, const pkt& p,
-                    uint16_t sport, uint16_t dport, uint64_t now) noexcept
+                    uint16_t sport, uint16_t dport, uint64_t ct_hash, uint64_t now) noexcept
 {
     l4_lcore& l = *w.l4;
     auto& c = *w.counters;
@@ -487,7 +487,7 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
     const uint8_t flags = p.proto == proto_tcp ? p.l4[13] : 0;
     const bool syn_only = (flags & (conntrack::tcp_syn | conntrack::tcp_ack)) == conntrack::tcp_syn;
 
-    auto m = ct.lookup(fk, now);
+    auto m = ct.lookup_hashed(fk, ct_hash, now);
     if (m.e != nullptr && m.dir == direction::forward && syn_only &&
         (m.e->st == conntrack::state::tcp_closed || m.e->st == conntrack::state::tcp_closing)) {
         // A new connection on the 5-tuple of a finished one: choose again (its endpoint may
@@ -606,8 +606,8 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
 
 /// A packet to an SNAT address: the backend side of a full-NAT flow.
 template <typename F>
-l4_decision reply(const worker_ctx& w, const pkt& p, uint16_t sport, uint16_t dport, uint64_t now,
-                  bool redirected) noexcept
+l4_decision reply(const worker_ctx& w, const pkt& p, uint16_t sport, uint16_t dport,
+                  uint64_t ct_hash, uint64_t now, bool redirected) noexcept
 {
     l4_lcore& l = *w.l4;
     auto& c = *w.counters;
@@ -623,7 +623,10 @@ l4_decision reply(const worker_ctx& w, const pkt& p, uint16_t sport, uint16_t dp
     }
     auto& ct = table_of<F>(l);
     const flow_key rk = make_key(F::family, src_of<F>(p), dst_of<F>(p), sport, dport, p.proto);
-    auto m = ct.lookup(rk, now);
+    if (ct_hash == 0) {
+        ct_hash = ct.prefetch_bucket(rk);
+    }
+    auto m = ct.lookup_hashed(rk, ct_hash, now);
     if (m.e == nullptr || m.dir != direction::reverse) {
         return dropped(drop::l4_no_flow);
     }
@@ -840,11 +843,13 @@ l4_decision ports_packet(const worker_ctx& w, const l4_view* view, pkt& p, uint6
     const uint16_t dport = ld16(p.l4 + 2);
     if (view != nullptr) {
         if (const l4_service* s = view->find(F::family, dst, p.proto, dport); s != nullptr) {
-            return forward<F>(w, *view, *s, p, sport, dport, now);
+            const uint64_t h = table_of<F>(*w.l4).prefetch_bucket(
+                make_key(F::family, src_of<F>(p), dst, sport, dport, p.proto));
+            return forward<F>(w, *view, *s, p, sport, dport, h, now);
         }
     }
     if (own_snat(w, F::family, dst)) {
-        return reply<F>(w, p, sport, dport, now, redirected);
+        return reply<F>(w, p, sport, dport, 0, now, redirected);
     }
     return {};
 }
@@ -916,6 +921,73 @@ result<std::unique_ptr<l4_lcore>> l4_lcore::create(uint32_t capacity,
     return l;
 }
 
+namespace {
+
+/// What the first pass found out about a packet (the common cases only).
+struct pre {
+    const l4_service* svc = nullptr;
+    uint64_t hash = 0;  ///< conntrack hash of the packet's key
+    uint8_t kind = 0;   ///< 0 generic path, 1 to a listener, 2 reply owned by this worker
+    uint8_t family = 0; ///< 4 or 6 (0: not L4's)
+};
+
+pkt make_pkt(rte_mbuf* m, const net::frame_info& fi, uint16_t in_port) noexcept
+{
+    pkt p;
+    p.m = m;
+    p.frame = rte_pktmbuf_mtod(m, uint8_t*);
+    p.l3 = p.frame + fi.l2_len;
+    p.l4 = fi.l4_off != 0 ? p.frame + fi.l4_off : nullptr;
+    p.fi = &fi;
+    p.proto = fi.ip_proto;
+    p.note = nullptr;
+    p.in_port = in_port;
+    p.family = fi.ether_type == net::ether_type_ipv4 ? 4 : 6;
+    return p;
+}
+
+/// Pass 1 for one packet: find its listener or SNAT owner, hash its conntrack key and start
+/// loading the bucket.
+template <typename F>
+void first_pass(const worker_ctx& w, const l4_view* view, const pkt& p, pre& r) noexcept
+{
+    if ((p.proto != proto_tcp && p.proto != proto_udp) || p.l4 == nullptr || p.fi->fragment) {
+        return; // ICMP, fragments and the rest: the generic path
+    }
+    const uint8_t* dst = dst_of<F>(p);
+    const uint16_t sport = ld16(p.l4);
+    const uint16_t dport = ld16(p.l4 + 2);
+    auto& ct = table_of<F>(*w.l4);
+    if (view != nullptr) {
+        if (const l4_service* s = view->find(F::family, dst, p.proto, dport); s != nullptr) {
+            r.svc = s;
+            r.kind = 1;
+            r.hash =
+                ct.prefetch_bucket(make_key(F::family, src_of<F>(p), dst, sport, dport, p.proto));
+            return;
+        }
+    }
+    if (own_snat(w, F::family, dst) && owner_of(*w.l4, dport) == w.l4->worker) {
+        r.kind = 2;
+        r.hash = ct.prefetch_bucket(make_key(F::family, src_of<F>(p), dst, sport, dport, p.proto));
+    }
+}
+
+template <typename F>
+l4_decision last_pass(const worker_ctx& w, const l4_view* view, pkt& p, const pre& r, uint64_t now,
+                      bool redirected) noexcept
+{
+    if (r.kind == 1) {
+        return forward<F>(w, *view, *r.svc, p, ld16(p.l4), ld16(p.l4 + 2), r.hash, now);
+    }
+    if (r.kind == 2) {
+        return reply<F>(w, p, ld16(p.l4), ld16(p.l4 + 2), r.hash, now, redirected);
+    }
+    return handle<F>(w, view, p, now, redirected);
+}
+
+} // namespace
+
 uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* const> pkts,
                   const verdicts& v, std::span<l4_decision> out, bool redirected) noexcept
 {
@@ -924,30 +996,43 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
     }
     const l4_view* view = w.l4->view != nullptr ? w.l4->view->load() : nullptr;
     const uint64_t now = rte_rdtsc();
-    uint16_t taken = 0;
-    for (size_t i = 0; i < pkts.size(); ++i) {
+    const size_t n = pkts.size() < burst_size ? pkts.size() : burst_size;
+    pre r[burst_size];
+    // Pass 1: listener lookup, conntrack hash, bucket prefetch (H3).
+    for (size_t i = 0; i < n; ++i) {
         out[i] = {};
         const net::frame_info& fi = v.info[i];
         if (v.next[i] != next_node::exception ||
             (fi.ether_type != net::ether_type_ipv4 && fi.ether_type != net::ether_type_ipv6)) {
             continue;
         }
-        pkt p;
-        p.m = pkts[i];
-        p.frame = rte_pktmbuf_mtod(p.m, uint8_t*);
-        p.l3 = p.frame + fi.l2_len;
-        p.l4 = fi.l4_off != 0 ? p.frame + fi.l4_off : nullptr;
-        p.fi = &fi;
-        p.proto = fi.ip_proto;
-        p.note = nullptr;
-        p.in_port = in.index;
-        if (fi.ether_type == net::ether_type_ipv4) {
-            p.family = 4;
-            out[i] = handle<conntrack::v4>(w, view, p, now, redirected);
+        const pkt p = make_pkt(pkts[i], fi, in.index);
+        r[i].family = p.family;
+        if (p.family == 4) {
+            first_pass<conntrack::v4>(w, view, p, r[i]);
         } else {
-            p.family = 6;
-            out[i] = handle<conntrack::v6>(w, view, p, now, redirected);
+            first_pass<conntrack::v6>(w, view, p, r[i]);
         }
+    }
+    // Pass 2: with the buckets loaded, start loading the candidate entries.
+    for (size_t i = 0; i < n; ++i) {
+        if (r[i].kind != 0) {
+            if (r[i].family == 4) {
+                w.l4->ct4.prefetch_entry(r[i].hash);
+            } else {
+                w.l4->ct6.prefetch_entry(r[i].hash);
+            }
+        }
+    }
+    // Pass 3: decide, run to completion.
+    uint16_t taken = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (r[i].family == 0) {
+            continue;
+        }
+        pkt p = make_pkt(pkts[i], v.info[i], in.index);
+        out[i] = r[i].family == 4 ? last_pass<conntrack::v4>(w, view, p, r[i], now, redirected)
+                                  : last_pass<conntrack::v6>(w, view, p, r[i], now, redirected);
         taken += out[i].v != l4_verdict::pass ? 1 : 0;
     }
     return taken;

@@ -76,6 +76,11 @@ struct conntrack_conf {
     } timeouts; ///< seconds
 };
 
+/// The packet buffer pool (one per NUMA socket of the ports).
+struct mempool_conf {
+    uint32_t mbufs = 0; ///< at least this many per socket; 0: sized from ports and rings
+};
+
 /// The L4 fast path's defaults.
 struct l4_conf {
     std::string forwarding = "fullnat"; ///< for services without sluice.io/forwarding
@@ -104,6 +109,7 @@ struct appliance_config {
     std::vector<route_conf> routes;
     exception_conf exception;
     conntrack_conf conntrack;
+    mempool_conf mempool;
     l4_conf l4;
     api_conf api;
     std::string state_dir = "/var/lib/sluice";

@@ -221,6 +221,18 @@ public:
     void lookup_bulk(std::span<const flow_key> keys, std::span<match<F>> out,
                      uint64_t now) noexcept;
 
+    /// A lookup in three stages over a burst (H3, the VPP pattern): prefetch_bucket() for every
+    /// key (hashes it, starts the load of its first bucket, returns the hash), then
+    /// prefetch_entry() for every hash (scans the loaded bucket, starts the load of the
+    /// candidate entry or of the second bucket), then lookup_hashed() per packet, which finds
+    /// both in cache. Unlike lookup_bulk, the caller may insert and remove between lookups.
+    uint64_t prefetch_bucket(const flow_key& k) const noexcept;
+    void prefetch_entry(uint64_t h) const noexcept;
+    match<F> lookup_hashed(const flow_key& k, uint64_t h, uint64_t now) noexcept
+    {
+        return finish(probe(k, h), now);
+    }
+
     /// Hashes `k` and prefetches its two buckets, for a lookup a few packets later (H3).
     void prefetch(const flow_key& k) const noexcept;
 
