@@ -572,8 +572,8 @@ load_result check(libconfig::Config& lc, const std::string& name)
     checker c(name, out.errors);
     const Setting& root = lc.getRoot();
     c.check_keys(root, "",
-                 {"node", "eal", "lcores", "ports", "routes", "exception", "conntrack", "l4", "api",
-                  "state_dir", "mesh"});
+                 {"node", "eal", "lcores", "ports", "routes", "exception", "conntrack", "mempool",
+                  "l4", "api", "state_dir", "mesh"});
     check_node(c, root, cfg);
 
     std::optional<eal_lcores> eal;
