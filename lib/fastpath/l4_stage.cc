@@ -31,7 +31,9 @@ constexpr uint8_t proto_icmp6 = 58;
 constexpr uint16_t ether_ipv4_be = RTE_BE16(0x0800);
 constexpr uint16_t ether_ipv6_be = RTE_BE16(0x86dd);
 constexpr uint32_t snat_probe_limit = 32;
-constexpr uint32_t age_budget = 256; // entries visited per loop by l4_housekeeping
+constexpr uint64_t age_sweep_seconds = 2; // each conntrack table swept once per this
+constexpr uint64_t age_min_batch = 32;    // entries: below this, wait for the next loop
+constexpr uint64_t age_max_batch = 4096;  // entries visited at most per loop
 
 uint16_t ld16(const uint8_t* p) noexcept
 {
@@ -178,7 +180,7 @@ void on_expiry(void* ctx, const E& ce) noexcept
     auto* l = static_cast<l4_lcore*>(ctx);
     untrack(*l, const_cast<E&>(ce)); // the entry is being freed; its counted bit with it
     const E& e = ce;
-    if (e.st == conntrack::state::tcp_syn_sent &&
+    if (e.st == conntrack::state::tcp_syn_sent && (e.flags & conntrack::entry_flag_report) != 0 &&
         (e.flags & conntrack::entry_flag_single_key) == 0 && l->signals != nullptr) {
         auto& slot = l->failed[e.endpoint_id & (l->failed.size() - 1)];
         slot = e.endpoint_id;
@@ -596,6 +598,9 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
     c.count(l4_event::new_flows);
     if (p.proto == proto_tcp) {
         track(l, *e);
+        if (cl != nullptr && cl->outlier_detection) {
+            e->flags |= conntrack::entry_flag_report; // connect outcomes feed the detector
+        }
         if (cl != nullptr && cl->connect_timeout_ticks != 0) {
             e->expires = now + cl->connect_timeout_ticks; // no SYN-ACK by then: failure
         }
@@ -634,7 +639,8 @@ l4_decision reply(const worker_ctx& w, const pkt& p, uint16_t sport, uint16_t dp
     c.count(l4_event::reply_hits);
     if (p.proto == proto_tcp) {
         const uint8_t flags = p.l4[13];
-        if (e.st == conntrack::state::tcp_syn_sent) {
+        if (e.st == conntrack::state::tcp_syn_sent &&
+            (e.flags & conntrack::entry_flag_report) != 0) {
             if ((flags & conntrack::tcp_rst) != 0) {
                 send_signal(l, c, e.endpoint_id, signal_connect_failure);
             } else if ((flags & (conntrack::tcp_syn | conntrack::tcp_ack)) ==
@@ -1040,11 +1046,27 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
 
 void l4_housekeeping(const worker_ctx& w, uint64_t now) noexcept
 {
-    if (w.l4 == nullptr) {
+    l4_lcore* l = w.l4;
+    if (l == nullptr) {
         return;
     }
-    w.l4->ct4.age(now, age_budget);
-    w.l4->ct6.age(now, age_budget);
+    // Aging paced by time, not by loops: each table is swept once per age_sweep_seconds
+    // whatever the packet rate (expired entries are also reclaimed by lookups and inserts).
+    // A busy worker then visits a few entries per burst instead of a fixed budget per loop.
+    if (l->last_age == 0 || now < l->last_age) {
+        l->last_age = now;
+        return;
+    }
+    const uint64_t elapsed = now - l->last_age;
+    const uint64_t per_sweep = age_sweep_seconds * l->tsc_hz;
+    const uint64_t budget = per_sweep == 0 ? 0 : elapsed * l->ct4.capacity() / per_sweep;
+    if (budget < age_min_batch) {
+        return;
+    }
+    const auto b = static_cast<uint32_t>(budget < age_max_batch ? budget : age_max_batch);
+    l->ct4.age(now, b);
+    l->ct6.age(now, b);
+    l->last_age = now;
 }
 
 } // namespace sluice::fastpath

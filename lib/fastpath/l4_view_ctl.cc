@@ -119,7 +119,6 @@ const l4_service* l4_view::find(uint8_t family, const uint8_t* addr, uint8_t pro
     if (_slots.empty()) {
         return nullptr;
     }
-    const unsigned len = family == 4 ? 4 : 16;
     for (uint64_t i = key_hash(family, addr, proto, port) & _mask;; i = (i + 1) & _mask) {
         const uint32_t s = _slots[i];
         if (s == 0) {
@@ -127,8 +126,9 @@ const l4_service* l4_view::find(uint8_t family, const uint8_t* addr, uint8_t pro
         }
         const l4_service& v = _services[s - 1];
         if (v.port == port && v.proto == proto && v.family == family &&
-            std::memcmp(v.addr.data(), addr, len) == 0) {
-            return &v;
+            (family == 4 ? std::memcmp(v.addr.data(), addr, 4) == 0
+                         : std::memcmp(v.addr.data(), addr, 16) == 0)) {
+            return &v; // (constant sizes: the compares are inlined, no libc call)
         }
     }
 }

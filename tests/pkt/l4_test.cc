@@ -420,6 +420,10 @@ std::string mesh_yaml(const mesh_spec& m)
          echo_ports + "\n";
     y += slice_yaml("echo-zone-a", "echo", "zone-a", m.zone_a, echo_ep_ports);
     y += slice_yaml("echo-zone-b", "echo", "zone-b", zone_b, echo_ep_ports);
+    // Outlier detection: echo's connect outcomes are reported as health signals.
+    y += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: "
+         "echo, namespace: l4}\nspec:\n  host: echo.l4.svc.cluster.local\n  trafficPolicy: "
+         "{outlierDetection: {consecutive5xxErrors: 5}}\n";
     y += service_yaml("echo-ipip", "198.18.10.2", "[{name: tcp-ipip, port: 7100, protocol: TCP}]",
                       "  annotations: {sluice.io/forwarding: ipip}\n");
     y += slice_yaml("echo-ipip", "echo-ipip", "zone-a", {ipip_backend},
@@ -1628,6 +1632,8 @@ TEST_F(L4, MaxConnectionsRefusesTheNextSynWithRst)
     const auto o =
         send(1, from_backend(b, ip4(tcp_p, tcpseg(8700, 1024, rst | ack, 1, 5001), b, snat)));
     ASSERT_EQ(o.wan.size(), 1u);
+    EXPECT_TRUE(signals().empty())
+        << "a RST answering a SYN is reported only for clusters with outlier detection";
     const auto o2 = send(0, syn_to(51003));
     EXPECT_EQ(o2.lan.size(), 1u) << "admitted once a connection closed";
     EXPECT_EQ(o2.wan.size(), 0u);

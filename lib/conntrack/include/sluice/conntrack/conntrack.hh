@@ -153,6 +153,9 @@ struct alignas(64) entry_v6 {
 inline constexpr uint8_t entry_flag_single_key = 0x01;
 /// The caller counts the flow as an open connection (conntrack only stores the bit).
 inline constexpr uint8_t entry_flag_counted = 0x02;
+/// The caller reports the flow's connect outcome as a health signal (its cluster has outlier
+/// detection); conntrack only stores the bit.
+inline constexpr uint8_t entry_flag_report = 0x04;
 
 static_assert(sizeof(entry_v4) == 64, "an IPv4 conntrack entry is one cache line");
 static_assert(sizeof(entry_v6) == 64, "an IPv6 conntrack entry is one cache line");

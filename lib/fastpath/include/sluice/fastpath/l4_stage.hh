@@ -112,6 +112,7 @@ struct l4_lcore {
     std::array<rte_ring*, 64> redirect_out{};  ///< [w]: replies owned by worker w (SP/SC)
     std::array<rte_ring*, 64> redirect_in{};   ///< [w]: replies from worker w (SP/SC)
     uint64_t tsc_hz = 0;
+    uint64_t last_age = 0; ///< TSC of the last aging batch
     /// Endpoints with a failure reported and no success since (direct-mapped by id): a
     /// success is signalled only for them, so a healthy flood of SYN-ACKs costs no ring
     /// traffic.
