@@ -229,6 +229,18 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
     if (fib == nullptr || neigh == nullptr) {
         return drop::l4_no_route;
     }
+    uint64_t w[2] = {0, 0};
+    std::memcpy(w, dst, family == 4 ? 4 : 16);
+    nexthop_entry& ce = l.nexthops[fmix64(w[0] ^ (w[1] * 0x9e3779b97f4a7c15ULL) ^ family) &
+                                   (l.nexthops.size() - 1)];
+    uint64_t cw[2];
+    std::memcpy(cw, ce.dst.data(), 16);
+    if (ce.family == family && cw[0] == w[0] && cw[1] == w[1] &&
+        ce.fib_generation == fib->generation() && ce.neigh_generation == neigh->generation()) {
+        port = ce.port;
+        mac = &ce.mac;
+        return drop::count;
+    }
     net::ip_addr a;
     a.family = family;
     std::memcpy(a.bytes.data(), dst, family == 4 ? 4 : 16);
@@ -237,12 +249,19 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
         return drop::l4_no_route;
     }
     const net::ip_addr& via = nh->gateway.is_set() ? nh->gateway : a;
-    mac = neigh->lookup(nh->port, via);
-    if (mac == nullptr) {
+    const net::mac_addr* m = neigh->lookup(nh->port, via);
+    if (m == nullptr) {
         request_resolve(l, c, nh->port, via, now);
         return drop::l4_no_neighbour;
     }
-    port = nh->port;
+    ce.family = family;
+    std::memcpy(ce.dst.data(), w, 16);
+    ce.fib_generation = fib->generation();
+    ce.neigh_generation = neigh->generation();
+    ce.mac = *m;
+    ce.port = nh->port;
+    port = ce.port;
+    mac = &ce.mac;
     return drop::count;
 }
 

@@ -36,6 +36,7 @@ result<std::unique_ptr<fwd_table>> fwd_table::build(std::span<const route> route
     }
 
     const uint32_t seq = g_fib_seq.fetch_add(1, std::memory_order_relaxed);
+    t->_generation = uint64_t{seq} + 1;
     char name[32];
     std::snprintf(name, sizeof(name), "sl_fib4_%u", seq);
     rte_fib_conf c4{};

@@ -1,9 +1,24 @@
 #include "sluice/net/neigh.hh"
 
+#include <atomic>
+#include <cstring>
+
 #include <rte_hash_crc.h>
 
 namespace sluice::net {
 namespace {
+
+std::atomic<uint64_t> g_neigh_generation{0};
+
+/// Address equality without the defaulted comparison's libc memcmp (hot path).
+bool same_ip(const ip_addr& a, const ip_addr& b) noexcept
+{
+    uint64_t x[2];
+    uint64_t y[2];
+    std::memcpy(x, a.bytes.data(), 16);
+    std::memcpy(y, b.bytes.data(), 16);
+    return a.family == b.family && x[0] == y[0] && x[1] == y[1];
+}
 
 uint32_t neigh_hash(uint16_t port, const ip_addr& ip) noexcept
 {
@@ -16,6 +31,7 @@ uint32_t neigh_hash(uint16_t port, const ip_addr& ip) noexcept
 std::unique_ptr<neigh_table> neigh_table::build(std::span<const neighbour> neighbours)
 {
     auto t = std::make_unique<neigh_table>();
+    t->_generation = g_neigh_generation.fetch_add(1, std::memory_order_relaxed) + 1;
     size_t cap = 16;
     while (cap < neighbours.size() * 2) {
         cap <<= 1;
@@ -43,7 +59,7 @@ const mac_addr* neigh_table::lookup(uint16_t port, const ip_addr& ip) const noex
         if (!s.used) {
             return nullptr;
         }
-        if (s.n.port == port && s.n.ip == ip) {
+        if (s.n.port == port && same_ip(s.n.ip, ip)) {
             return &s.n.mac;
         }
     }

@@ -31,6 +31,7 @@
 
 #include "sluice/conntrack/conntrack.hh"
 #include "sluice/fastpath/l4_view.hh"
+#include "sluice/net/addr.hh"
 #include "sluice/stats/counters.hh"
 
 struct rte_mbuf;
@@ -94,6 +95,17 @@ struct frag_entry {
     uint8_t ep_family = 0;
 };
 
+/// A remembered next hop: destination -> egress port and MAC, valid for one pair of route and
+/// neighbour tables (their generations).
+struct nexthop_entry {
+    std::array<uint8_t, 16> dst{};
+    uint64_t fib_generation = 0;
+    uint64_t neigh_generation = 0;
+    net::mac_addr mac;
+    uint16_t port = 0;
+    uint8_t family = 0;
+};
+
 /// One worker's L4 state. Owned and written only by its lcore once launched.
 struct l4_lcore {
     conntrack::table_v4 ct4;
@@ -122,6 +134,9 @@ struct l4_lcore {
     /// Open TCP connections per endpoint (direct-mapped by endpoint id; ids that share a slot
     /// share a count): a cluster's count is the sum over its endpoints, for maxConnections.
     std::array<uint32_t, 4096> active{};
+    /// Next hops of recent destinations (direct-mapped): most packets skip the route and
+    /// neighbour lookups. Entries die with the tables they were read from.
+    std::array<nexthop_entry, 512> nexthops{};
     /// Datagrams whose first fragment passed (direct-mapped; entries live 5 s).
     std::array<frag_entry, 1024> frags{};
 

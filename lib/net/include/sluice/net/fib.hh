@@ -60,6 +60,8 @@ public:
     /// IPv4 lookup by host-order address. Hot path.
     [[nodiscard]] const nexthop* lookup4(uint32_t dst_host) const noexcept;
     [[nodiscard]] size_t route_count() const noexcept { return _routes; }
+    /// Unique per table built in this process (never reused): caches of lookups key on it.
+    [[nodiscard]] uint64_t generation() const noexcept { return _generation; }
 
 private:
     fwd_table() = default;
@@ -68,6 +70,7 @@ private:
     rte_fib6* _fib6 = nullptr;
     std::vector<nexthop> _nexthops; ///< index 0 is "no route"
     size_t _routes = 0;
+    uint64_t _generation = 0;
 };
 
 } // namespace sluice::net

@@ -32,6 +32,8 @@ public:
     /// MAC of a neighbour; nullptr when unresolved. Hot path: no allocation, bounded probes.
     [[nodiscard]] const mac_addr* lookup(uint16_t port, const ip_addr& ip) const noexcept;
     [[nodiscard]] size_t size() const noexcept { return _count; }
+    /// Unique per table built in this process (never reused): caches of lookups key on it.
+    [[nodiscard]] uint64_t generation() const noexcept { return _generation; }
 
 private:
     struct slot {
@@ -40,6 +42,7 @@ private:
     };
     std::vector<slot> _slots; ///< open addressing, power-of-two size, at most half full
     size_t _count = 0;
+    uint64_t _generation = 0;
 };
 
 } // namespace sluice::net
