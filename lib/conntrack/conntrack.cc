@@ -562,6 +562,26 @@ uint32_t table<F>::reclaim_in(uint64_t h, uint64_t now) noexcept
 }
 
 template <typename F>
+const uint8_t* table<F>::vip_addr(const entry& e) const noexcept
+{
+    if constexpr (F::family == 4) {
+        return e.vip_addr.data();
+    } else {
+        return _pool->addr[e.vip_ref].data();
+    }
+}
+
+template <typename F>
+const uint8_t* table<F>::snat_addr(const entry& e) const noexcept
+{
+    if constexpr (F::family == 4) {
+        return e.snat_addr.data();
+    } else {
+        return _pool->addr[e.snat_ref].data();
+    }
+}
+
+template <typename F>
 flow_key table<F>::forward_key(const entry& e) const noexcept
 {
     flow_key k;

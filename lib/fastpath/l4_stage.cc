@@ -224,8 +224,8 @@ void request_resolve(l4_lcore& l, stats::lcore_counters& c, uint16_t port, const
 drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8_t* dst,
               uint64_t now, uint16_t& port, const net::mac_addr*& mac) noexcept
 {
-    const net::fwd_table* fib = l.fib != nullptr ? l.fib->load() : nullptr;
-    const net::neigh_table* neigh = l.neigh != nullptr ? l.neigh->load() : nullptr;
+    const net::fwd_table* fib = l.burst_fib; // loaded once per burst by l4_stage
+    const net::neigh_table* neigh = l.burst_neigh;
     if (fib == nullptr || neigh == nullptr) {
         return drop::l4_no_route;
     }
@@ -543,8 +543,7 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
             return encap_out(w, p, svc.fwd == forwarding::fullnat ? forwarding::ipip : svc.fwd, ep,
                              h, now);
         }
-        const flow_key rk = ct.reverse_key(e);
-        net::nat_tuple t{rk.dst.data(), rk.src.data(), rk.dport, rk.sport};
+        net::nat_tuple t{ct.snat_addr(e), e.backend_addr.data(), e.snat_port, e.backend_port};
         return nat_out<F>(w, p, t, now, true);
     }
 
@@ -672,8 +671,7 @@ l4_decision reply(const worker_ctx& w, const pkt& p, uint16_t sport, uint16_t dp
     } else {
         ct.touch(e, now);
     }
-    const flow_key fk = ct.forward_key(e);
-    net::nat_tuple t{fk.dst.data(), fk.src.data(), fk.dport, fk.sport};
+    net::nat_tuple t{ct.vip_addr(e), e.client_addr.data(), e.vip_port, e.client_port};
     return nat_out<F>(w, p, t, now, true);
 }
 
@@ -1020,6 +1018,9 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
         return 0;
     }
     const l4_view* view = w.l4->view != nullptr ? w.l4->view->load() : nullptr;
+    // The route and neighbour tables too, once per burst (P1).
+    w.l4->burst_fib = w.l4->fib != nullptr ? w.l4->fib->load() : nullptr;
+    w.l4->burst_neigh = w.l4->neigh != nullptr ? w.l4->neigh->load() : nullptr;
     const uint64_t now = rte_rdtsc();
     const size_t n = pkts.size() < burst_size ? pkts.size() : burst_size;
     pre r[burst_size];

@@ -279,6 +279,10 @@ public:
     /// expired ones. Call once per worker loop. Returns the number reclaimed.
     uint32_t age(uint64_t now, uint32_t budget) noexcept;
 
+    /// The VIP and SNAT addresses of a live entry, without building a key (hot path).
+    [[nodiscard]] const uint8_t* vip_addr(const entry& e) const noexcept;
+    [[nodiscard]] const uint8_t* snat_addr(const entry& e) const noexcept;
+
     /// The two keys of a live entry (for rewriting: forward is client -> VIP, reverse is
     /// backend -> SNAT).
     [[nodiscard]] flow_key forward_key(const entry& e) const noexcept;

@@ -118,6 +118,10 @@ struct l4_lcore {
     const rcu::published<net::fwd_table>* fib = nullptr;
     const rcu::published<net::neigh_table>* neigh = nullptr;
     const l4_settings* settings = nullptr;
+    /// The tables loaded for the burst being processed (set by l4_stage, never kept across
+    /// bursts: the worker passes a quiescent state between them).
+    const net::fwd_table* burst_fib = nullptr;
+    const net::neigh_table* burst_neigh = nullptr;
     stats::lcore_counters* counters = nullptr; ///< the worker's (for the conntrack expiry hook)
     rte_ring* signals = nullptr;               ///< to the control thread (SP/SC)
     rte_ring* resolve = nullptr;               ///< to the control thread (SP/SC)
