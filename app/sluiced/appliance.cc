@@ -101,8 +101,8 @@ result<void> appliance::bring_up()
     std::map<int, rte_mempool*> pool_of;
     for (auto& [socket, n] : need) {
         unsigned mbufs = 1;
-        const unsigned want = std::max<unsigned>(
-            n + (nworkers + 2) * (256 + fastpath::burst_size), _cfg.mempool.mbufs + 1);
+        const unsigned want = std::max<unsigned>(n + (nworkers + 2) * (256 + fastpath::burst_size),
+                                                 _cfg.mempool.mbufs + 1);
         while (mbufs < want) {
             mbufs <<= 1;
         }
