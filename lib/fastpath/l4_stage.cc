@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <rte_byteorder.h>
+#include <rte_hash_crc.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
@@ -230,12 +231,20 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
         return drop::l4_no_route;
     }
     uint64_t w[2] = {0, 0};
-    std::memcpy(w, dst, family == 4 ? 4 : 16);
-    nexthop_entry& ce = l.nexthops[fmix64(w[0] ^ (w[1] * 0x9e3779b97f4a7c15ULL) ^ family) &
-                                   (l.nexthops.size() - 1)];
+    uint32_t slot;
+    if (family == 4) {
+        uint32_t a;
+        std::memcpy(&a, dst, 4);
+        w[0] = a;
+        slot = rte_hash_crc_4byte(a, 4);
+    } else {
+        std::memcpy(w, dst, 16);
+        slot = rte_hash_crc_8byte(w[1], rte_hash_crc_8byte(w[0], 6));
+    }
+    nexthop_entry& ce = l.nexthops[slot & (l.nexthops.size() - 1)];
     uint64_t cw[2];
     std::memcpy(cw, ce.dst.data(), 16);
-    if (ce.family == family && cw[0] == w[0] && cw[1] == w[1] &&
+    if (cw[0] == w[0] && cw[1] == w[1] && ce.family == family &&
         ce.fib_generation == fib->generation() && ce.neigh_generation == neigh->generation()) {
         port = ce.port;
         mac = &ce.mac;
@@ -497,14 +506,15 @@ l4_decision answer_rst(const worker_ctx& w, const pkt& p) noexcept
 /// A packet to an L4 listener (client side).
 template <typename F>
 l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& svc, const pkt& p,
-                    uint16_t sport, uint16_t dport, uint64_t ct_hash, uint64_t now) noexcept
+                    const flow_key& fk, uint64_t ct_hash, uint64_t now) noexcept
 {
     l4_lcore& l = *w.l4;
     auto& c = *w.counters;
     auto& ct = table_of<F>(l);
     const uint8_t* src = src_of<F>(p);
     const uint8_t* dst = dst_of<F>(p);
-    const flow_key fk = make_key(F::family, src, dst, sport, dport, p.proto);
+    const uint16_t sport = fk.sport;
+    const uint16_t dport = fk.dport;
     const uint8_t flags = p.proto == proto_tcp ? p.l4[13] : 0;
     const bool syn_only = (flags & (conntrack::tcp_syn | conntrack::tcp_ack)) == conntrack::tcp_syn;
 
@@ -866,9 +876,9 @@ l4_decision ports_packet(const worker_ctx& w, const l4_view* view, pkt& p, uint6
     const uint16_t dport = ld16(p.l4 + 2);
     if (view != nullptr) {
         if (const l4_service* s = view->find(F::family, dst, p.proto, dport); s != nullptr) {
-            const uint64_t h = table_of<F>(*w.l4).prefetch_bucket(
-                make_key(F::family, src_of<F>(p), dst, sport, dport, p.proto));
-            return forward<F>(w, *view, *s, p, sport, dport, h, now);
+            const flow_key fk = make_key(F::family, src_of<F>(p), dst, sport, dport, p.proto);
+            const uint64_t h = table_of<F>(*w.l4).prefetch_bucket(fk);
+            return forward<F>(w, *view, *s, p, fk, h, now);
         }
     }
     if (own_snat(w, F::family, dst)) {
@@ -948,10 +958,11 @@ namespace {
 
 /// What the first pass found out about a packet (the common cases only).
 struct pre {
-    const l4_service* svc = nullptr;
-    uint64_t hash = 0;  ///< conntrack hash of the packet's key
-    uint8_t kind = 0;   ///< 0 generic path, 1 to a listener, 2 reply owned by this worker
-    uint8_t family = 0; ///< 4 or 6 (0: not L4's)
+    const l4_service* svc;
+    flow_key key;   ///< the packet's conntrack key (kind 1; set only then)
+    uint64_t hash;  ///< conntrack hash of the packet's key (kind 1 and 2)
+    uint8_t kind;   ///< 0 generic path, 1 to a listener, 2 reply owned by this worker
+    uint8_t family; ///< 4 or 6 (0: not L4's)
 };
 
 pkt make_pkt(rte_mbuf* m, const net::frame_info& fi, uint16_t in_port) noexcept
@@ -985,8 +996,8 @@ void first_pass(const worker_ctx& w, const l4_view* view, const pkt& p, pre& r) 
         if (const l4_service* s = view->find(F::family, dst, p.proto, dport); s != nullptr) {
             r.svc = s;
             r.kind = 1;
-            r.hash =
-                ct.prefetch_bucket(make_key(F::family, src_of<F>(p), dst, sport, dport, p.proto));
+            r.key = make_key(F::family, src_of<F>(p), dst, sport, dport, p.proto);
+            r.hash = ct.prefetch_bucket(r.key);
             return;
         }
     }
@@ -1001,7 +1012,7 @@ l4_decision last_pass(const worker_ctx& w, const l4_view* view, pkt& p, const pr
                       bool redirected) noexcept
 {
     if (r.kind == 1) {
-        return forward<F>(w, *view, *r.svc, p, ld16(p.l4), ld16(p.l4 + 2), r.hash, now);
+        return forward<F>(w, *view, *r.svc, p, r.key, r.hash, now);
     }
     if (r.kind == 2) {
         return reply<F>(w, p, ld16(p.l4), ld16(p.l4 + 2), r.hash, now, redirected);
@@ -1023,10 +1034,12 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
     w.l4->burst_neigh = w.l4->neigh != nullptr ? w.l4->neigh->load() : nullptr;
     const uint64_t now = rte_rdtsc();
     const size_t n = pkts.size() < burst_size ? pkts.size() : burst_size;
-    pre r[burst_size];
+    pre r[burst_size]; // filled field by field: no per-burst zeroing of the keys
     // Pass 1: listener lookup, conntrack hash, bucket prefetch (H3).
     for (size_t i = 0; i < n; ++i) {
         out[i] = {};
+        r[i].kind = 0;
+        r[i].family = 0;
         const net::frame_info& fi = v.info[i];
         if (v.next[i] != next_node::exception ||
             (fi.ether_type != net::ether_type_ipv4 && fi.ether_type != net::ether_type_ipv6)) {

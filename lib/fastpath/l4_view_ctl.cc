@@ -4,6 +4,8 @@
 #include <cstring>
 #include <map>
 
+#include <rte_hash_crc.h>
+
 #include "sluice/base/hash.hh"
 #include "sluice/fastpath/l4_view.hh"
 #include "sluice/snapshot/snapshot.hh"
@@ -31,15 +33,17 @@ uint64_t load64(const uint8_t* p) noexcept
     return v;
 }
 
+// The listener index's hash: CRC32-C (one instruction per word). It only places listeners in
+// this process's table, so it need not be stable across versions or appliances.
 uint64_t key_hash(uint8_t family, const uint8_t* addr, uint8_t proto, uint16_t port) noexcept
 {
-    uint64_t h = fmix64((uint64_t{family} << 24) | (uint64_t{proto} << 16) | port);
+    const uint32_t k = (uint32_t{family} << 24) | (uint32_t{proto} << 16) | port;
     if (family == 4) {
         uint32_t a;
         std::memcpy(&a, addr, 4);
-        return fmix64(h ^ a);
+        return rte_hash_crc_4byte(a, k);
     }
-    return fmix64(h ^ load64(addr) ^ fmix64(load64(addr + 8)));
+    return rte_hash_crc_8byte(load64(addr + 8), rte_hash_crc_8byte(load64(addr), k));
 }
 
 uint16_t be16(uint32_t v) noexcept
