@@ -204,26 +204,73 @@ result<void> install_route(const config::route_conf& r, const std::string& ifnam
     return ok();
 }
 
+namespace {
+
+/// The NUD state of neighbour `ip` on `ifindex`, or -1 when the kernel has none (a dump of
+/// the family's table, filtered here: control path, rare).
+int neighbour_state(nl_socket& sock, unsigned ifindex, const net::ip_addr& ip)
+{
+    ndmsg q{};
+    q.ndm_family = ip.is_v4() ? AF_INET : AF_INET6;
+    nl_msg m(RTM_GETNEIGH, 0, &q, sizeof(q));
+    const size_t alen = ip.is_v4() ? 4 : 16;
+    int state = -1;
+    (void)sock.dump(m, [&](const nlmsghdr* h) {
+        if (h->nlmsg_type != RTM_NEWNEIGH) {
+            return;
+        }
+        const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(h));
+        if (nd->ndm_ifindex != static_cast<int>(ifindex)) {
+            return;
+        }
+        int len = static_cast<int>(NLMSG_PAYLOAD(h, sizeof(ndmsg)));
+        for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const uint8_t*>(nd) +
+                                                       NLMSG_ALIGN(sizeof(ndmsg)));
+             RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+            if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == alen &&
+                std::memcmp(RTA_DATA(a), ip.bytes.data(), alen) == 0) {
+                state = nd->ndm_state;
+            }
+        }
+    });
+    return state;
+}
+
+result<void> neigh_use(nl_socket& sock, unsigned ifindex, const net::ip_addr& ip, uint16_t flags)
+{
+    ndmsg nd{};
+    nd.ndm_family = ip.is_v4() ? AF_INET : AF_INET6;
+    nd.ndm_ifindex = static_cast<int>(ifindex);
+    nd.ndm_state = NUD_NONE;
+    nd.ndm_flags = NTF_USE;
+    nl_msg m(RTM_NEWNEIGH, flags, &nd, sizeof(nd));
+    m.attr(NDA_DST, ip.bytes.data(), ip.is_v4() ? 4 : 16);
+    return sock.request(m);
+}
+
+} // namespace
+
 result<void> resolve_neighbour(unsigned ifindex, const net::ip_addr& ip)
 {
     auto sock = nl_socket::open(0, false);
     if (!sock) {
         return sock.err();
     }
-    ndmsg nd{};
-    nd.ndm_family = ip.is_v4() ? AF_INET : AF_INET6;
-    nd.ndm_ifindex = static_cast<int>(ifindex);
-    nd.ndm_state = NUD_NONE;
-    nd.ndm_flags = NTF_USE;
-    // Create only: an entry that exists (resolving, stale, permanent) is the kernel's to keep;
-    // replacing it would reset it, and a static entry would be lost.
-    nl_msg m(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL, &nd, sizeof(nd));
-    m.attr(NDA_DST, ip.bytes.data(), ip.is_v4() ? 4 : 16);
-    if (auto r = sock->request(m); !r) {
-        if (r.err().message.find("exists") != std::string::npos) {
-            return ok();
-        }
+    // Create-only first: on this kernel NTF_USE on an existing entry can reset it, a static
+    // (permanent) one included. An entry that exists is probed again only when it FAILED (or
+    // is NONE): otherwise it is valid, or being resolved already.
+    auto r = neigh_use(*sock, ifindex, ip, NLM_F_CREATE | NLM_F_EXCL);
+    if (r.ok()) {
+        return ok();
+    }
+    if (r.err().message.find("exists") == std::string::npos) {
         return err("resolve neighbour " + ip.to_string() + ": " + r.err().message);
+    }
+    const int state = neighbour_state(*sock, ifindex, ip);
+    if (state >= 0 && (state & (NUD_FAILED | NUD_NONE)) == state) {
+        if (auto u = neigh_use(*sock, ifindex, ip, NLM_F_CREATE); !u) {
+            return err("resolve neighbour " + ip.to_string() + ": " + u.err().message);
+        }
     }
     return ok();
 }

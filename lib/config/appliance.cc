@@ -382,11 +382,27 @@ void check_ports(checker& c, const Setting& root, appliance_config& cfg)
             c.error(ps, path + ".mtu", "IPv6 addresses need an MTU of at least 1280");
         }
         if (const Setting* sl = c.seq(ps, path, "snat")) {
+            unsigned n4 = 0;
+            unsigned n6 = 0;
             for (auto& [text, s] : c.strings(*sl, path + ".snat")) {
+                const std::string sp = path + ".snat[" + std::to_string(s->getIndex()) + "]";
                 auto a = net::ip_addr::parse(text);
                 if (!a) {
-                    c.error(*s, path + ".snat[" + std::to_string(s->getIndex()) + "]",
-                            "invalid SNAT address: " + a.err().message);
+                    c.error(*s, sp, "invalid SNAT address: " + a.err().message);
+                    continue;
+                }
+                // The workers consume all TCP/UDP to an SNAT address: it cannot also be an
+                // address the kernel serves (SSH, BGP, the REST port would stop working).
+                if (auto [it, fresh] = addrs.emplace(*a, sp); !fresh) {
+                    c.error(*s, sp,
+                            "SNAT address " + a->to_string() + " is already used by " + it->second +
+                                "; SNAT addresses must be used for nothing else");
+                    continue;
+                }
+                if (++(a->is_v4() ? n4 : n6) > snat_per_family) {
+                    c.error(*s, sp,
+                            "more than " + std::to_string(snat_per_family) + " IPv" +
+                                (a->is_v4() ? "4" : "6") + " SNAT addresses on one port");
                     continue;
                 }
                 p.snat.push_back(*a);

@@ -339,7 +339,13 @@ void clamp(const pkt& p, stats::lcore_counters& c, uint16_t limit) noexcept
         limit == 0) {
         return;
     }
-    if (net::tcp_clamp_mss(p.l4, static_cast<size_t>(p.l4[12] >> 4) * 4u, limit)) {
+    // Within the header as present: a first fragment may stop short of its data offset.
+    size_t hdr = static_cast<size_t>(p.l4[12] >> 4) * 4u;
+    const size_t have = rte_pktmbuf_data_len(p.m) - (p.l4 - p.frame);
+    const size_t ip_have = p.fi->ip_total - p.fi->l3_len;
+    hdr = hdr < have ? hdr : have;
+    hdr = hdr < ip_have ? hdr : ip_have;
+    if (net::tcp_clamp_mss(p.l4, hdr, limit)) {
         c.count(l4_event::mss_clamped);
     }
 }
@@ -520,7 +526,9 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
 
     auto m = ct.lookup_hashed(fk, ct_hash, now);
     if (m.e != nullptr && m.dir == direction::forward && syn_only &&
-        (m.e->st == conntrack::state::tcp_closed || m.e->st == conntrack::state::tcp_closing)) {
+        (m.e->st == conntrack::state::tcp_closed || m.e->st == conntrack::state::tcp_closing ||
+         ((m.e->flags & conntrack::entry_flag_single_key) != 0 &&
+          m.e->st == conntrack::state::tcp_fin_wait))) {
         // A new connection on the 5-tuple of a finished one: choose again (its endpoint may
         // be ejected or gone), as for any new flow.
         untrack(l, *m.e);
@@ -539,6 +547,9 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
                                                                   // the connect deadline)
             }
             untrack_if_closed(l, e);
+            if (single && e.st == conntrack::state::tcp_fin_wait) {
+                untrack(l, e); // DSR: the client's FIN is all the appliance sees of a close
+            }
         } else {
             ct.touch(e, now);
         }
@@ -568,6 +579,11 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
         return answer_rst<F>(w, p);
     }
     if (svc.fwd != forwarding::fullnat) {
+        if (ep->family != F::family) {
+            // The flow entry keeps the endpoint in the packet's family: a DSR flow between
+            // families would lose its address. Refused like full-NAT's (README).
+            return dropped(drop::l4_family_mismatch);
+        }
         // Tracked only once the packet is on its way (a drop leaves no flow behind).
         const l4_decision d = encap_out(w, p, svc.fwd, *ep, h, now);
         if (d.v != l4_verdict::tx) {
@@ -836,9 +852,11 @@ l4_decision later_fragment(const worker_ctx& w, const l4_view* view, const pkt& 
                      now < f.expires && std::memcmp(f.src.data(), src, F::addr_len) == 0 &&
                      std::memcmp(f.dst.data(), dst, F::addr_len) == 0;
     if (!hit) {
-        const bool ours = own_snat(w, F::family, dst) ||
-                          (view != nullptr && view->has_vip_address(F::family, dst));
-        return ours ? dropped(drop::l4_fragment) : l4_decision{};
+        // To an SNAT address only a full-NAT reply can be meant: drop. Anything else goes to
+        // the kernel, which may hold the first fragment (a VIP or box address on a port that
+        // is no L4 listener) and reassembles, or drops, as it does for any datagram.
+        (void)view;
+        return own_snat(w, F::family, dst) ? dropped(drop::l4_fragment) : l4_decision{};
     }
     if (f.kind == 2) {
         l4_endpoint ep;
@@ -1044,6 +1062,9 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
         if (v.next[i] != next_node::exception ||
             (fi.ether_type != net::ether_type_ipv4 && fi.ether_type != net::ether_type_ipv6)) {
             continue;
+        }
+        if (!rte_pktmbuf_is_contiguous(pkts[i])) {
+            continue; // multi-segment (scattered RX): the stage only rewrites contiguous data
         }
         const pkt p = make_pkt(pkts[i], fi, in.index);
         r[i].family = p.family;

@@ -267,10 +267,17 @@ struct l4_view_builder {
                                      (e.ready ? 2u : 0u) | (bad ? 1u : 0u));
             digest = mix(digest, i < c.plan.level_of.size() ? c.plan.level_of[i] : l4_none);
         }
+        if (c.policy.lb.hash) {
+            digest = mix(digest, (uint64_t{c.policy.lb.hash->maglev_table_size} << 8) |
+                                     static_cast<uint64_t>(c.policy.lb.hash->algorithm));
+        }
         for (const locality::level& lv : c.plan.levels) {
             digest = mix(digest, lv.groups.size());
             for (const locality::locality_group& g : lv.groups) {
                 digest = mix(digest, g.weight);
+                for (const uint32_t i : g.endpoints) {
+                    digest = mix(digest, i);
+                }
             }
         }
         if (in.previous != nullptr) {

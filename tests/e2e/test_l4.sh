@@ -189,6 +189,25 @@ t_dsr_ipip_and_gue() {
   [ "${enc:-0}" -ge 100 ]
 }
 
+# A backend that was down (its ARP failed, the kernel's entry is FAILED) when traffic first
+# reached for it, then comes up: new connections reach it once the appliance asks again.
+t_failed_neighbour_is_resolved_again() {
+  local i out
+  in_ns client python3 "$TOOL" tcp 198.18.10.5 7000 2 0 1 || true
+  sleep 4 # ARP gives up: the kernel's entry for 198.19.3.20 is FAILED
+  in_ns app ip neigh show 198.19.3.20
+  in_ns be-c ip addr add 198.19.3.20/24 dev eth0
+  in_ns be-c python3 "$TOOL" serve late 198.19.3.20 7000 7001 120 >/dev/null 2>&1 &
+  for i in $(seq 1 20); do
+    out=$(in_ns client python3 "$TOOL" tcp 198.18.10.5 7000 1 0 1)
+    echo "$out" | grep -q ' late$' && { echo "reached after ${i} tries"; return 0; }
+    sleep 1
+  done
+  echo "$out"
+  in_ns app ip neigh show 198.19.3.20
+  return 1
+}
+
 if sluiced_start "$conf"; then
   check "TCP VIP: 300 connections stay in the local zone (PreferClose)" t_tcp_vip_stays_in_zone
   check "UDP VIP: 300 flows stay in the local zone" t_udp_vip_stays_in_zone
@@ -207,6 +226,7 @@ if sluiced_start "$conf"; then
   check "zone-a dies: outlier detection ejects it, new connections fail over to zone-b; failback" t_failover_and_failback
   check "maxConnections 2: the third connection is refused with RST, admitted after close" t_max_connections
   check "DSR: UDP VIPs over IPIP and GUE answered straight from the backends" t_dsr_ipip_and_gue
+  check "a backend whose ARP failed is resolved again when it comes up" t_failed_neighbour_is_resolved_again
 else
   check "sluiced starts" false
 fi

@@ -450,6 +450,11 @@ std::string mesh_yaml(const mesh_spec& m)
     y += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: "
          "limited, namespace: l4}\nspec:\n  host: limited.l4.svc.cluster.local\n  "
          "trafficPolicy: {connectionPool: {tcp: {maxConnections: 2}}}\n";
+    y += service_yaml("mixed-dsr", "198.18.10.9",
+                      "[{name: tcp-mixed-dsr, port: 7800, protocol: TCP}]",
+                      "  annotations: {sluice.io/forwarding: ipip}\n");
+    y += slice_yaml("mixed-dsr", "mixed-dsr", "zone-a", {"2001:db8:1::10"},
+                    "[{name: tcp-mixed-dsr, port: 8800, protocol: TCP}]", true, "IPv6");
     y += service_yaml("echo6", "2001:db8:10::1", "[{name: tcp-echo, port: 7000, protocol: TCP}]",
                       "");
     y += slice_yaml("echo6", "echo6", "zone-a", backends6,
@@ -1349,10 +1354,16 @@ TEST_F(L4, FragmentsFollowTheirFirstFragment)
     EXPECT_TRUE(
         net::l4_checksum_ok(4, udp_p, snat.bytes.data(), b.bytes.data(), nat.data(), nat.size()));
 
-    // A later fragment whose first never came: ours (to the VIP address), so dropped.
+    // A later fragment whose first never came through here: to the VIP address it goes to
+    // the kernel (which may hold its first fragment); to an SNAT address it can only be a
+    // lost full-NAT reply, so it is dropped.
     golden("later fragment of an unknown datagram to the VIP", 0,
            from_client(ip4(udp_p, bytes(64, 1), client, vip,
                            {.frag = 0x0008, .id = 0x7777, .l4_csum = false})),
+           2, {}, {});
+    golden("later fragment of an unknown datagram to the SNAT address", 1,
+           from_backend(b, ip4(udp_p, bytes(64, 1), b, snat,
+                               {.frag = 0x0008, .id = 0x7778, .l4_csum = false})),
            -1, {}, {{{drop::l4_fragment, 1}}, {}});
     // A first fragment cut inside its TCP header: no ports to act on.
     golden("first TCP fragment too short for the TCP header", 0,
@@ -1637,6 +1648,36 @@ TEST_F(L4, MaxConnectionsRefusesTheNextSynWithRst)
     const auto o2 = send(0, syn_to(51003));
     EXPECT_EQ(o2.lan.size(), 1u) << "admitted once a connection closed";
     EXPECT_EQ(o2.wan.size(), 0u);
+}
+
+TEST_F(L4, DsrBetweenFamiliesIsRefused)
+{
+    // An IPv4 VIP whose only endpoint is IPv6, forwarded by IPIP: the flow entry keeps the
+    // endpoint in the packet's family, so such a flow is refused, as for full-NAT.
+    golden("SYN to an IPv4 DSR VIP with an IPv6 endpoint", 0,
+           from_client(ip4(tcp_p, tcpseg(43000, 7800, syn, 5), client, ip("198.18.10.9"))), -1, {},
+           {{{drop::l4_family_mismatch, 1}}, {}});
+    EXPECT_EQ(_l4->ct4.size(), 0u);
+}
+
+TEST_F(L4, DsrFinThenSynIsANewConnection)
+{
+    const net::ip_addr b = ip(ipip_backend);
+    const bytes syn1 = ip4(tcp_p, tcpseg(42100, 7100, syn, 5), client, vip_ipip);
+    ASSERT_EQ(send(0, from_client(syn1)).lan.size(), 1u);
+    const bytes ack1 = ip4(tcp_p, tcpseg(42100, 7100, ack, 6, 1), client, vip_ipip);
+    ASSERT_EQ(send(0, from_client(ack1)).lan.size(), 1u);
+    EXPECT_EQ(flow_state(client, 42100, vip_ipip, 7100), state::tcp_established);
+    const bytes fin1 = ip4(tcp_p, tcpseg(42100, 7100, fin | ack, 6, 1), client, vip_ipip);
+    ASSERT_EQ(send(0, from_client(fin1)).lan.size(), 1u);
+    EXPECT_EQ(flow_state(client, 42100, vip_ipip, 7100), state::tcp_fin_wait);
+    // The client reuses the 5-tuple: a new connection, chosen and counted anew.
+    const auto before = totals();
+    const auto o = send(0, from_client(syn1));
+    ASSERT_EQ(o.lan.size(), 1u);
+    EXPECT_EQ(o.lan[0], to_backend(b, ip4(4, syn1, snat, b, {.ttl = 64, .frag = 0x4000, .id = 0})));
+    expect_moved(before, totals(), {{}, {{l4_event::new_flows, 1}, {l4_event::encapsulated, 1}}});
+    EXPECT_EQ(flow_state(client, 42100, vip_ipip, 7100), state::tcp_syn_sent);
 }
 
 } // namespace

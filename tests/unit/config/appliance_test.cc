@@ -236,5 +236,21 @@ TEST(ApplianceConfig, MeshFilesResolveAgainstTheConfigDirectory)
     EXPECT_TRUE(has(bad, "mesh.cluster_domain: \"Bad_Domain\" is not a DNS name"));
 }
 
+TEST(ApplianceConfig, SnatAddressesAreForNothingElseAndAtMostEightPerFamily)
+{
+    std::string t = k_base;
+    t.replace(t.find("\"198.19.255.1\""), 14, "\"198.18.0.1\"");
+    EXPECT_TRUE(has(parse_text(t), "ports[1].snat[0]: SNAT address 198.18.0.1 is already used by "
+                                   "ports[0].addresses[0]"));
+    std::string many = k_base;
+    std::string list;
+    for (int i = 1; i <= 9; ++i) {
+        list += std::string(i == 1 ? "" : ", ") + "\"198.19.255." + std::to_string(i) + "\"";
+    }
+    many.replace(many.find("\"198.19.255.1\""), 14, list);
+    EXPECT_TRUE(has(parse_text(many), "ports[1].snat[8]: more than 8 IPv4 SNAT addresses on one "
+                                      "port"));
+}
+
 } // namespace
 } // namespace sluice::config

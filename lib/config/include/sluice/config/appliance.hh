@@ -21,6 +21,8 @@ namespace sluice::config {
 
 /// Ports a config may declare (each has an exception interface and counters).
 inline constexpr size_t max_ports = 16;
+/// SNAT addresses a port may have, per address family (the workers' fixed tables).
+inline constexpr unsigned snat_per_family = 8;
 
 struct node_conf {
     std::string name;
