@@ -65,12 +65,8 @@ if [ "$RUNS" -lt 1 ] || [ "$FLOWS" -lt 1024 ]; then echo "RUNS >= 1, FLOWS >= 10
 
 # --- packages and build ---------------------------------------------------------------------
 ./scripts/setup.sh >/dev/null # dpdk, python3, the build directory
-if ! command -v dpdk-testpmd >/dev/null; then
-  # Debian 12 ships dpdk-testpmd in dpdk-dev, not in dpdk.
-  echo "installing dpdk-dev (dpdk-testpmd)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpdk-dev >/dev/null
-fi
+command -v dpdk-testpmd >/dev/null ||
+  { echo "dpdk-testpmd is missing: run scripts/setup.sh (Debian 12 ships it in dpdk-dev)" >&2; exit 2; }
 buildtype() {
   meson introspect "$1" --buildoptions 2>/dev/null |
     python3 -c 'import json,sys; print(next((o["value"] for o in json.load(sys.stdin) if o["name"] == "buildtype"), ""))'

@@ -14,6 +14,8 @@ PKGS=(
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   dpdk iproute2 iputils-ping ethtool curl netcat-openbsd python3 procps clang-format
+  # benchmarks: dpdk-testpmd (Debian 12 ships it in dpdk-dev), perf's stdbuf (coreutils)
+  dpdk-dev coreutils
 )
 
 missing=()
