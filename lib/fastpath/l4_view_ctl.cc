@@ -4,6 +4,7 @@
 #include <cstring>
 #include <map>
 
+#include <rte_byteorder.h>
 #include <rte_hash_crc.h>
 
 #include "sluice/base/hash.hh"
@@ -44,14 +45,6 @@ uint64_t key_hash(uint8_t family, const uint8_t* addr, uint8_t proto, uint16_t p
         return rte_hash_crc_4byte(a, k);
     }
     return rte_hash_crc_8byte(load64(addr + 8), rte_hash_crc_8byte(load64(addr), k));
-}
-
-uint16_t be16(uint32_t v) noexcept
-{
-    const uint8_t b[2] = {static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
-    uint16_t r;
-    std::memcpy(&r, b, 2);
-    return r;
 }
 
 } // namespace
@@ -309,7 +302,7 @@ struct l4_view_builder {
             const snapshot::endpoint& e = c.endpoints[i];
             l4_endpoint& le = lc->endpoints[i];
             le.id = e.id;
-            le.port = be16(e.port);
+            le.port = rte_cpu_to_be_16(static_cast<uint16_t>(e.port));
             if (auto a = net::ip_addr::parse(e.address); a.ok()) {
                 le.family = a->family;
                 le.addr = a->bytes;
@@ -406,7 +399,7 @@ struct l4_view_builder {
                 l4_service s;
                 s.addr = a->bytes;
                 s.family = a->family;
-                s.port = be16(l.port);
+                s.port = rte_cpu_to_be_16(static_cast<uint16_t>(l.port));
                 s.proto = proto;
                 s.fwd = in.default_forwarding;
                 if (!l.forwarding.empty()) {
@@ -452,7 +445,7 @@ struct l4_view_builder {
                 l4_service s;
                 s.addr = a.bytes;
                 s.family = a.family;
-                s.port = be16(l.port);
+                s.port = rte_cpu_to_be_16(static_cast<uint16_t>(l.port));
                 s.proto = 6;
                 s.fwd = in.default_forwarding;
                 s.routes = routes;
