@@ -50,7 +50,6 @@ uint16_t classify_stage(std::span<rte_mbuf* const> pkts, verdicts& v) noexcept
         }
         rte_mbuf* m = pkts[i];
         net::frame_info& info = v.info[i];
-        info = net::frame_info{};
         const auto bad = net::parse_frame(rte_pktmbuf_mtod(m, const uint8_t*),
                                           rte_pktmbuf_data_len(m), info, rte_pktmbuf_pkt_len(m));
         if (bad == net::malformed::none) [[likely]] {

@@ -763,7 +763,7 @@ l4_decision icmp_reply(const worker_ctx& w, const pkt& p, uint64_t now, bool red
 }
 
 /// The fragment identification of an IPv4 packet, or of the fragment header of an IPv6 one
-/// (walked from the fixed header; parse_frame has validated the chain).
+/// (parse_frame found it while walking the extension headers).
 template <typename F>
 bool frag_id(const pkt& p, uint32_t& id) noexcept
 {
@@ -771,19 +771,11 @@ bool frag_id(const pkt& p, uint32_t& id) noexcept
         id = ld16(p.l3 + 4);
         return true;
     } else {
-        uint8_t nh = p.l3[6];
-        uint32_t off = 40;
-        for (int i = 0; i < 8 && off + 8 <= p.fi->l3_len; ++i) {
-            if (nh == 44) {
-                std::memcpy(&id, p.l3 + off + 4, 4);
-                return true;
-            }
-            const uint32_t len = nh == 51 ? (uint32_t{p.l3[off + 1]} + 2u) * 4u
-                                          : (uint32_t{p.l3[off + 1]} + 1u) * 8u;
-            nh = p.l3[off];
-            off += len;
+        if (p.fi->frag_hdr == 0) {
+            return false;
         }
-        return false;
+        std::memcpy(&id, p.l3 + p.fi->frag_hdr + 4, 4);
+        return true;
     }
 }
 

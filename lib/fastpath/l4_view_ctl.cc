@@ -8,6 +8,7 @@
 #include <rte_hash_crc.h>
 
 #include "sluice/base/hash.hh"
+#include "sluice/base/time.hh"
 #include "sluice/fastpath/l4_view.hh"
 #include "sluice/snapshot/snapshot.hh"
 
@@ -290,8 +291,10 @@ struct l4_view_builder {
         lc->missing = c.missing;
         lc->outlier_detection = c.policy.outlier.has_value();
         lc->connect_timeout_ticks =
-            static_cast<uint64_t>(static_cast<double>(c.policy.tcp.connect_timeout.count()) *
-                                  static_cast<double>(in.tsc_hz) / 1e9);
+            us_to_tsc(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                c.policy.tcp.connect_timeout)
+                                                .count()),
+                      in.tsc_hz);
         if (c.policy.tcp.max_connections != UINT32_MAX && in.workers > 0) {
             lc->max_conns_per_lcore =
                 std::max<uint32_t>(1, (c.policy.tcp.max_connections + in.workers - 1) / in.workers);

@@ -125,6 +125,16 @@ TEST(ParseFrame, Ipv6WithExtensionHeaders)
     EXPECT_TRUE(info.fragment);
     EXPECT_EQ(info.l4_off, 0);
     EXPECT_EQ(info.ip_proto, 17);
+    EXPECT_EQ(info.frag_hdr, 40) << "the fragment header right after the fixed header";
+    // Behind a hop-by-hop header, the fragment header is found where it is.
+    bytes hbh8(8, 0);
+    hbh8[0] = 44;
+    bytes hbh_frag = hbh8;
+    hbh_frag.insert(hbh_frag.end(), frag.begin(), frag.end());
+    ASSERT_EQ(parse(eth(0x86dd, ipv6(17, bytes(16, 0), hbh_frag, 0)), info), malformed::none);
+    EXPECT_EQ(info.frag_hdr, 48);
+    ASSERT_EQ(parse(eth(0x86dd, ipv6(17, udp(1, 2))), info), malformed::none);
+    EXPECT_EQ(info.frag_hdr, 0) << "no fragment header";
 
     bytes cut_ext(8, 0);
     cut_ext[1] = 3; // claims 32 bytes

@@ -48,6 +48,7 @@ struct frame_info {
     uint32_t ip_total = 0;   ///< IP packet length as its header says (header + payload)
     bool fragment = false;   ///< an IPv4 fragment or an IPv6 packet with a fragment header
     bool ip_options = false; ///< IPv4 options present (IHL > 5)
+    uint16_t frag_hdr = 0;   ///< IPv6: offset of the fragment header from L3 (0: none)
 };
 
 namespace detail {
@@ -75,13 +76,14 @@ inline malformed check_l4(const uint8_t* l4, uint32_t avail, uint8_t proto) noex
 }
 } // namespace detail
 
-/// Validates a frame and locates its headers in `out`. `len` bytes at `p` are contiguous
-/// (headers are read only there); `frame_len` is the whole frame's length, which may be
+/// Validates a frame and locates its headers in `out` (overwritten whole). `len` bytes at `p` are
+/// contiguous (headers are read only there); `frame_len` is the whole frame's length, which may be
 /// larger for a multi-segment mbuf (0: same as len). IP length fields are checked against
 /// `frame_len`. Unknown EtherTypes and IP protocols are well formed: they go to the kernel.
 inline malformed parse_frame(const uint8_t* p, uint32_t len, frame_info& out,
                              uint32_t frame_len = 0) noexcept
 {
+    out = frame_info{}; // every field describes this frame, whatever `out` held before
     if (frame_len < len) {
         frame_len = len;
     }
@@ -171,6 +173,7 @@ inline malformed parse_frame(const uint8_t* p, uint32_t len, frame_info& out,
                     return malformed::ipv6_truncated;
                 }
                 out.fragment = true;
+                out.frag_hdr = static_cast<uint16_t>(hoff);
                 const bool later = (detail::rd16(l3 + hoff + 2) & 0xfff8u) != 0;
                 nh = l3[hoff];
                 hoff += 8;
