@@ -1,0 +1,828 @@
+// The L7 engine in process, on loopback: real kernel sockets, real backends (threads that
+// parse requests with the codec and say who answered), a reactor thread running the engine,
+// and clients that are plain blocking sockets. Every port is ephemeral (STYLE T6); every
+// wait is bounded.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sluice/compile/compile.hh"
+#include "sluice/l7/engine.hh"
+#include "sluice/l7/http1.hh"
+#include "sluice/model/decode.hh"
+
+namespace sluice::l7 {
+namespace {
+
+using namespace std::chrono_literals;
+
+int listen_loopback(uint16_t& port)
+{
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, 128) != 0) {
+        close(fd);
+        return -1;
+    }
+    socklen_t len = sizeof(a);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    return fd;
+}
+
+int connect_loopback(uint16_t port)
+{
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+bool send_all(int fd, std::string_view s)
+{
+    while (!s.empty()) {
+        const ssize_t n = send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+        if (n <= 0) {
+            return false;
+        }
+        s.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+}
+
+struct response {
+    int status = 0;                             ///< 0: no complete response
+    std::map<std::string, std::string> headers; ///< lower-case names; last value wins
+    std::string body;
+    bool closed = false;
+};
+
+/// Reads one response from `fd` (buffering what follows in `rest`).
+response read_response(int fd, std::string& rest, std::string_view method = "GET")
+{
+    response r;
+    http1_parser p(http1_parser::kind::response);
+    p.set_request_method(method);
+    std::string buf = std::move(rest);
+    rest.clear();
+    char tmp[16384];
+    for (int rounds = 0; rounds < 10000; ++rounds) {
+        bool progressed = true;
+        bool again = true;
+        while (progressed && (!buf.empty() || again)) {
+            progressed = false;
+            again = false;
+            const http1_event ev = p.parse(buf);
+            if (ev.kind == http1_event_kind::headers) {
+                r.status = p.message().status;
+                for (const auto& h : p.message().headers) {
+                    std::string n(h.name);
+                    for (char& c : n) {
+                        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                    }
+                    r.headers[n] = std::string(h.value);
+                }
+            } else if (ev.kind == http1_event_kind::body) {
+                r.body.append(ev.data);
+            } else if (ev.kind == http1_event_kind::done) {
+                buf.erase(0, ev.consumed);
+                if (p.message().informational) {
+                    progressed = true;
+                    continue;
+                }
+                rest = std::move(buf);
+                return r;
+            } else if (ev.kind == http1_event_kind::error) {
+                r.status = -1;
+                return r;
+            }
+            buf.erase(0, ev.consumed);
+            progressed = ev.consumed > 0 || ev.kind == http1_event_kind::headers;
+            again = ev.kind == http1_event_kind::headers || ev.kind == http1_event_kind::body;
+            if (ev.kind == http1_event_kind::need_more) {
+                break;
+            }
+        }
+        const ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+        if (n <= 0) {
+            const http1_event ev = p.finish();
+            r.closed = true;
+            if (ev.kind != http1_event_kind::done) {
+                r.status = r.status == 0 ? 0 : r.status;
+                if (ev.kind == http1_event_kind::error) {
+                    r.status = 0;
+                }
+            }
+            return r;
+        }
+        buf.append(tmp, static_cast<size_t>(n));
+    }
+    return r;
+}
+
+/// One request on a fresh connection.
+response request(uint16_t port, const std::string& raw, std::string_view method = "GET")
+{
+    const int fd = connect_loopback(port);
+    if (fd < 0) {
+        return {};
+    }
+    send_all(fd, raw);
+    std::string rest;
+    response r = read_response(fd, rest, method);
+    close(fd);
+    return r;
+}
+
+std::string get(std::string_view host, std::string_view path, std::string_view extra = {})
+{
+    std::string s = "GET ";
+    s.append(path);
+    s.append(" HTTP/1.1\r\nHost: ");
+    s.append(host);
+    s.append("\r\n");
+    s.append(extra);
+    s.append("\r\n");
+    return s;
+}
+
+/// A backend: answers every request with 200, `x-backend: NAME` and a body listing what it
+/// received ("NAME METHOD TARGET" then "name: value" lines, then "body-bytes: N"). Special
+/// paths: /status/N answers N; /sleep/MS waits first; /ws upgrades and echoes bytes;
+/// /flaky fails every other request with 503.
+class backend {
+public:
+    explicit backend(std::string name) : _name(std::move(name))
+    {
+        _fd = listen_loopback(_port);
+        _accept = std::thread([this] { accept_loop(); });
+    }
+    ~backend() { stop(); }
+    void stop()
+    {
+        if (_stop.exchange(true)) {
+            return;
+        }
+        shutdown(_fd, SHUT_RDWR);
+        close(_fd);
+        _accept.join();
+        std::vector<std::thread> ts;
+        {
+            std::lock_guard<std::mutex> g(_mu);
+            for (int c : _conns) {
+                shutdown(c, SHUT_RDWR);
+            }
+            ts.swap(_threads);
+        }
+        for (auto& t : ts) {
+            t.join();
+        }
+    }
+    uint16_t port() const { return _port; }
+    int connections() const { return _accepted.load(); }
+    int requests() const { return _requests.load(); }
+    const std::string& name() const { return _name; }
+
+private:
+    void accept_loop()
+    {
+        while (!_stop.load()) {
+            pollfd p{_fd, POLLIN, 0};
+            if (poll(&p, 1, 50) <= 0) {
+                continue;
+            }
+            const int c = accept4(_fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0) {
+                continue;
+            }
+            ++_accepted;
+            std::lock_guard<std::mutex> g(_mu);
+            _conns.push_back(c);
+            _threads.emplace_back([this, c] { serve(c); });
+        }
+    }
+    void serve(int c)
+    {
+        timeval tv{10, 0};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        http1_parser p(http1_parser::kind::request);
+        std::string buf;
+        std::string out;
+        size_t body_bytes = 0;
+        char tmp[16384];
+        bool open = true;
+        while (open && !_stop.load()) {
+            const ssize_t n = recv(c, tmp, sizeof(tmp), 0);
+            if (n <= 0) {
+                break;
+            }
+            buf.append(tmp, static_cast<size_t>(n));
+            bool again = false;
+            while (!buf.empty() || again) {
+                again = false;
+                const http1_event ev = p.parse(buf);
+                if (ev.kind == http1_event_kind::headers) {
+                    const http1_message& m = p.message();
+                    out = _name + " " + std::string(m.method) + " " + std::string(m.target) + "\n";
+                    for (const auto& h : m.headers) {
+                        out += std::string(h.name) + ": " + std::string(h.value) + "\n";
+                    }
+                    _target = std::string(m.target);
+                    _upgrade = m.upgrade;
+                    body_bytes = 0;
+                    again = true;
+                } else if (ev.kind == http1_event_kind::body) {
+                    body_bytes += ev.data.size();
+                    again = true;
+                } else if (ev.kind == http1_event_kind::done) {
+                    buf.erase(0, ev.consumed);
+                    ++_requests;
+                    out += "body-bytes: " + std::to_string(body_bytes) + "\n";
+                    if (_upgrade && _target == "/ws") {
+                        send_all(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\n\r\n");
+                        echo(c, buf);
+                        open = false;
+                        break;
+                    }
+                    respond(c, out);
+                    continue;
+                } else if (ev.kind == http1_event_kind::error) {
+                    open = false;
+                    break;
+                }
+                buf.erase(0, ev.consumed);
+                if (ev.kind == http1_event_kind::need_more) {
+                    break;
+                }
+            }
+        }
+        close(c);
+    }
+    void respond(int c, const std::string& body)
+    {
+        int status = 200;
+        if (_target.rfind("/status/", 0) == 0) {
+            status = std::atoi(_target.c_str() + 8);
+        } else if (_target.rfind("/sleep/", 0) == 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(_target.c_str() + 7)));
+        } else if (_target == "/flaky" && (_flaky++ % 2) == 0) {
+            status = 503;
+        }
+        std::string r = "HTTP/1.1 " + std::to_string(status) + " X\r\nx-backend: " + _name +
+                        "\r\nx-remove-me: 1\r\ncontent-length: " + std::to_string(body.size()) +
+                        "\r\n\r\n" + body;
+        send_all(c, r);
+    }
+    static void echo(int c, std::string pending)
+    {
+        if (!pending.empty()) {
+            send_all(c, pending);
+        }
+        char tmp[4096];
+        for (;;) {
+            const ssize_t n = recv(c, tmp, sizeof(tmp), 0);
+            if (n <= 0) {
+                return;
+            }
+            send_all(c, {tmp, static_cast<size_t>(n)});
+        }
+    }
+
+    std::string _name;
+    int _fd = -1;
+    uint16_t _port = 0;
+    std::atomic<bool> _stop{false};
+    std::atomic<int> _accepted{0};
+    std::atomic<int> _requests{0};
+    std::atomic<int> _flaky{0};
+    std::string _target; // per connection in practice: tests use one at a time
+    bool _upgrade = false;
+    std::thread _accept;
+    std::mutex _mu;
+    std::vector<int> _conns;
+    std::vector<std::thread> _threads;
+};
+
+/// A reactor thread running an engine on loopback with the given mesh YAML.
+class harness {
+public:
+    explicit harness(const std::string& yaml, engine_settings s = {})
+    {
+        s.bind_override = "127.0.0.1";
+        if (getenv("L7_TEST_LOG") != nullptr) {
+            s.access_log = "-";
+        }
+        s.port_override = {{8080, 0}, {8443, 0}, {9090, 0}};
+        auto d = model::decode(yaml, "test.yaml");
+        for (const auto& diag : d.diagnostics) {
+            EXPECT_NE(diag.level, model::severity::error) << diag.to_string();
+        }
+        locality::node node;
+        node.locality.region = "region-1";
+        node.locality.zone = "zone-a";
+        auto snap = compile::compile(d.objects, node);
+        EXPECT_TRUE(snap.ok()) << (snap.ok() ? "" : snap.err().message);
+        auto cfg = std::make_shared<engine_config>();
+        cfg->snap = std::make_shared<snapshot::snapshot>(std::move(*snap));
+        _slot.put(cfg);
+        std::atomic<bool> ready{false};
+        _thread = std::thread([this, s, &ready] {
+            auto r = reactor::create();
+            auto e = engine::create(**r, s);
+            _engine = e->get();
+            while (!_stop.load()) {
+                if (auto c = _slot.take()) {
+                    auto res = (*e)->apply(std::move(c));
+                    EXPECT_TRUE(res.ok()) << (res.ok() ? "" : res.err().message);
+                    _port.store((*e)->bound_port(8080));
+                    ready.store(true);
+                }
+                (*r)->poll(5);
+            }
+            (*e)->shut_down();
+            for (int i = 0; i < 10; ++i) {
+                (*r)->poll(0);
+            }
+            _engine = nullptr;
+        });
+        for (int i = 0; i < 500 && !ready.load(); ++i) {
+            std::this_thread::sleep_for(2ms);
+        }
+    }
+    ~harness()
+    {
+        _stop.store(true);
+        _thread.join();
+    }
+    uint16_t port() const { return _port.load(); }
+    const engine_stats& stats() const { return _engine->stats(); }
+
+private:
+    config_slot _slot;
+    std::atomic<bool> _stop{false};
+    std::atomic<uint16_t> _port{0};
+    engine* _engine = nullptr;
+    std::thread _thread;
+};
+
+/// A ServiceEntry NAME at host NAME.test with static endpoints on loopback ports.
+std::string service(const std::string& host, const std::vector<const backend*>& bs,
+                    const std::string& extra_labels = {})
+{
+    std::string y =
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: " + host +
+        "\n  namespace: default\nspec:\n  hosts: [" + host +
+        "]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - number: "
+        "80\n    name: http\n    protocol: HTTP\n  endpoints:\n";
+    for (const backend* b : bs) {
+        y += "  - address: 127.0.0.1\n    ports: {http: " + std::to_string(b->port()) +
+             "}\n    labels: {version: " + b->name() + extra_labels + "}\n";
+    }
+    return y + "---\n";
+}
+
+const char* gateway_yaml = R"(apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+)";
+
+std::string backend_of(const response& r)
+{
+    auto it = r.headers.find("x-backend");
+    return it == r.headers.end() ? std::string() : it->second;
+}
+
+TEST(L7Engine, RoutesByHeaderAndAnswers404ForUnclaimedHosts)
+{
+    backend v1("v1");
+    backend v2("v2");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1, &v2}) + R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc, namespace: default}
+spec:
+  host: svc.test
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: [svc.example.com]
+  gateways: [gw]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: svc.test, subset: v2}}]
+  - route: [{destination: {host: svc.test, subset: v1}}]
+)";
+    harness h(yaml);
+    ASSERT_NE(h.port(), 0);
+    for (int i = 0; i < 5; ++i) {
+        const response a = request(h.port(), get("svc.example.com", "/a"));
+        EXPECT_EQ(a.status, 200);
+        EXPECT_EQ(backend_of(a), "v1");
+        const response b = request(h.port(), get("svc.example.com", "/a", "end-user: jason\r\n"));
+        EXPECT_EQ(b.status, 200);
+        EXPECT_EQ(backend_of(b), "v2");
+    }
+    const response nf = request(h.port(), get("other.example.com", "/"));
+    EXPECT_EQ(nf.status, 404);
+    EXPECT_GE(h.stats().no_route.load(), 1U);
+}
+
+TEST(L7Engine, WeightsSplitTraffic)
+{
+    backend v1("v1");
+    backend v2("v2");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1, &v2}) + R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc, namespace: default}
+spec:
+  host: svc.test
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route:
+    - {destination: {host: svc.test, subset: v1}, weight: 80}
+    - {destination: {host: svc.test, subset: v2}, weight: 20}
+)";
+    harness h(yaml);
+    const int fd = connect_loopback(h.port());
+    ASSERT_GE(fd, 0);
+    std::string rest;
+    int n1 = 0;
+    const int total = 2000;
+    for (int i = 0; i < total; ++i) {
+        ASSERT_TRUE(send_all(fd, get("x", "/")));
+        const response r = read_response(fd, rest);
+        ASSERT_EQ(r.status, 200);
+        n1 += backend_of(r) == "v1" ? 1 : 0;
+    }
+    close(fd);
+    // 80/20 within +-3 points (the binomial sd at 2000 requests is 0.9 points).
+    EXPECT_NEAR(100.0 * n1 / total, 80.0, 3.0);
+    // Keep-alive both ways: one client connection, and each backend saw one connection.
+    EXPECT_EQ(v1.connections(), 1);
+    EXPECT_EQ(v2.connections(), 1);
+}
+
+TEST(L7Engine, PipelinedRequestsAnswerInOrder)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    const int fd = connect_loopback(h.port());
+    ASSERT_TRUE(send_all(fd, get("x", "/one") + get("x", "/two") + get("x", "/three")));
+    std::string rest;
+    for (const char* p : {"/one", "/two", "/three"}) {
+        const response r = read_response(fd, rest);
+        ASSERT_EQ(r.status, 200);
+        EXPECT_NE(r.body.find(std::string("GET ") + p + "\n"), std::string::npos) << r.body;
+    }
+    close(fd);
+}
+
+TEST(L7Engine, RewritesRedirectsDirectResponsesAndHeaders)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    rewrite: {uri: /new, authority: backend.internal}
+    route: [{destination: {host: svc.test}}]
+  - match: [{uri: {exact: /moved}}]
+    redirect: {uri: /here, authority: new.example.com, redirectCode: 308}
+  - match: [{uri: {exact: /teapot}}]
+    directResponse: {status: 418, body: {string: "short and stout"}}
+  - headers:
+      request:
+        set: {x-set: yes}
+        add: {x-added: one}
+        remove: [x-drop]
+      response:
+        set: {x-resp: set}
+        remove: [x-remove-me]
+    route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    const response rw = request(h.port(), get("www.example.com", "/old/page?q=1"));
+    EXPECT_EQ(rw.status, 200);
+    EXPECT_NE(rw.body.find("GET /new/page?q=1\n"), std::string::npos) << rw.body;
+    EXPECT_NE(rw.body.find("host: backend.internal\n"), std::string::npos) << rw.body;
+
+    const response rd = request(h.port(), get("www.example.com", "/moved"));
+    EXPECT_EQ(rd.status, 308);
+    EXPECT_EQ(rd.headers.at("location"), "http://new.example.com/here");
+
+    const response dr = request(h.port(), get("www.example.com", "/teapot"));
+    EXPECT_EQ(dr.status, 418);
+    EXPECT_EQ(dr.body, "short and stout");
+
+    const response hd = request(h.port(), get("www.example.com", "/h",
+                                              "x-drop: 1\r\nx-envoy-force-trace: 1\r\n"
+                                              "x-forwarded-for: 203.0.113.9\r\n"));
+    EXPECT_EQ(hd.status, 200);
+    EXPECT_NE(hd.body.find("x-set: yes\n"), std::string::npos) << hd.body;
+    EXPECT_NE(hd.body.find("x-added: one\n"), std::string::npos);
+    EXPECT_EQ(hd.body.find("x-drop"), std::string::npos);
+    EXPECT_EQ(hd.body.find("x-envoy-force-trace"), std::string::npos);
+    // An untrusted client's x-forwarded-for is replaced by its address.
+    EXPECT_NE(hd.body.find("x-forwarded-for: 127.0.0.1\n"), std::string::npos) << hd.body;
+    EXPECT_NE(hd.body.find("x-forwarded-proto: http\n"), std::string::npos);
+    EXPECT_NE(hd.body.find("x-request-id: "), std::string::npos);
+    EXPECT_EQ(hd.headers.at("x-resp"), "set");
+    EXPECT_EQ(hd.headers.count("x-remove-me"), 0U);
+}
+
+TEST(L7Engine, BodiesStreamChunkedAndContentLength)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    std::string big(300000, 'x');
+    const response cl = request(h.port(), "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                              std::to_string(big.size()) + "\r\n\r\n" + big);
+    EXPECT_EQ(cl.status, 200);
+    EXPECT_NE(cl.body.find("body-bytes: 300000\n"), std::string::npos);
+    std::string chunked = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 10; ++i) {
+        chunked += "3e8\r\n" + std::string(1000, 'y') + "\r\n";
+    }
+    chunked += "0\r\n\r\n";
+    const response ch = request(h.port(), chunked);
+    EXPECT_EQ(ch.status, 200);
+    EXPECT_NE(ch.body.find("body-bytes: 10000\n"), std::string::npos) << ch.body;
+    EXPECT_NE(ch.body.find("transfer-encoding: chunked\n"), std::string::npos);
+}
+
+TEST(L7Engine, SmugglingShapesAnswer400AndNeverReachTheBackend)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    const std::string bad[] = {
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+        "\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+        "GET / HTTP/1.1\nHost: x\n\n",
+        "GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\n\r\n",
+    };
+    for (const std::string& b : bad) {
+        const response r = request(h.port(), b);
+        EXPECT_EQ(r.status, 400) << b;
+        EXPECT_EQ(r.headers.count("connection") ? r.headers.at("connection") : "", "close") << b;
+    }
+    const response big = request(h.port(), get("x", "/" + std::string(9000, 'a')));
+    EXPECT_EQ(big.status, 414);
+    EXPECT_EQ(v1.requests(), 0);
+    EXPECT_GE(h.stats().downstream_rq_bad.load(), 6U);
+}
+
+TEST(L7Engine, UpstreamFailuresAnswer503WithTheirReason)
+{
+    backend v1("v1");
+    const uint16_t dead_port = v1.port();
+    v1.stop(); // connection refused from now on
+    const std::string yaml = std::string(gateway_yaml) + service("dead.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: empty, namespace: default}
+spec:
+  hosts: [empty.test]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - match: [{uri: {prefix: /dead}}]
+    route: [{destination: {host: dead.test}}]
+  - match: [{uri: {prefix: /empty}}]
+    route: [{destination: {host: empty.test}}]
+  - route: [{destination: {host: nowhere.test}}]
+)";
+    (void)dead_port;
+    harness h(yaml);
+    const response uf = request(h.port(), get("x", "/dead"));
+    EXPECT_EQ(uf.status, 503);
+    EXPECT_NE(uf.body.find("connection failure"), std::string::npos) << uf.body;
+    EXPECT_GE(h.stats().upstream_rq_retry.load(), 1U); // the default policy retried once
+    const response uh = request(h.port(), get("x", "/empty"));
+    EXPECT_EQ(uh.status, 503);
+    EXPECT_EQ(uh.body, "no healthy upstream");
+    const response nc = request(h.port(), get("x", "/other"));
+    EXPECT_EQ(nc.status, 503);
+    EXPECT_GE(h.stats().no_cluster.load(), 1U);
+}
+
+TEST(L7Engine, ConsistentHashByHeaderIsSticky)
+{
+    backend a("a");
+    backend b("b");
+    backend c("c");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&a, &b, &c}) + R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc, namespace: default}
+spec:
+  host: svc.test
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpHeaderName: x-user}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    std::map<std::string, int> users_per_backend;
+    for (int u = 0; u < 30; ++u) {
+        const std::string hdr = "x-user: user-" + std::to_string(u) + "\r\n";
+        const std::string first = backend_of(request(h.port(), get("x", "/", hdr)));
+        ASSERT_FALSE(first.empty());
+        for (int i = 0; i < 5; ++i) {
+            EXPECT_EQ(backend_of(request(h.port(), get("x", "/", hdr))), first);
+        }
+        ++users_per_backend[first];
+    }
+    EXPECT_GE(users_per_backend.size(), 2U); // 30 users do not all land on one backend
+}
+
+TEST(L7Engine, WebSocketUpgradeTunnelsBytes)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    const int fd = connect_loopback(h.port());
+    ASSERT_TRUE(send_all(fd, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                             "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"));
+    std::string got;
+    char tmp[4096];
+    while (got.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+        ASSERT_GT(n, 0);
+        got.append(tmp, static_cast<size_t>(n));
+    }
+    EXPECT_EQ(got.rfind("HTTP/1.1 101", 0), 0U) << got;
+    got.erase(0, got.find("\r\n\r\n") + 4);
+    ASSERT_TRUE(send_all(fd, "ping-through-the-tunnel"));
+    while (got.size() < 23) {
+        const ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+        ASSERT_GT(n, 0);
+        got.append(tmp, static_cast<size_t>(n));
+    }
+    EXPECT_EQ(got, "ping-through-the-tunnel");
+    close(fd);
+    EXPECT_EQ(h.stats().tunnels.load(), 1U);
+}
+
+TEST(L7Engine, RouteTimeoutAnswers504)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - timeout: 0.2s
+    route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    const auto t0 = std::chrono::steady_clock::now();
+    const response r = request(h.port(), get("x", "/sleep/1000"));
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    EXPECT_EQ(r.status, 504);
+    EXPECT_LT(ms, 900);
+    EXPECT_EQ(h.stats().upstream_rq_timeout.load(), 1U);
+}
+
+TEST(L7Engine, RetriesOn5xxHideAFlakyBackend)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - retries: {attempts: 3, retryOn: 5xx}
+    route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    for (int i = 0; i < 10; ++i) {
+        EXPECT_EQ(request(h.port(), get("x", "/flaky")).status, 200);
+    }
+    EXPECT_EQ(v1.requests(), 20); // every other attempt failed and was retried
+}
+
+} // namespace
+} // namespace sluice::l7
