@@ -37,6 +37,9 @@ struct slowpath_arg {
     glue::netlink_mirror* mirror;
     const std::atomic<bool>* stop;
     uint32_t idle_sleep_us;
+    l7::reactor* reactor;
+    l7::engine* engine;
+    l7::config_slot* l7_slot;
 };
 
 int socket_of_port(uint16_t port)
@@ -308,7 +311,15 @@ int appliance::slowpath_main(void* arg)
     uint64_t next_nl = 0;
     unsigned idle = 0;
     while (!a->stop->load(std::memory_order_acquire)) {
-        const unsigned moved = fastpath::slowpath_poll(a->ctx);
+        unsigned moved = fastpath::slowpath_poll(a->ctx);
+        // The L7 engine shares the lcore: a new config between polls, then whatever the
+        // kernel sockets have (never blocking: the exception rings need polling too).
+        if (auto c = a->l7_slot->take()) {
+            if (auto r = a->engine->apply(std::move(c)); !r) {
+                SLUICE_LOG(WARNING, glue, "l7: %s", r.err().message.c_str());
+            }
+        }
+        moved += static_cast<unsigned>(a->reactor->poll(0));
         a->ctx.counters->loops.add(1);
         const uint64_t now = rte_rdtsc();
         if (now >= next_nl) {
@@ -356,9 +367,23 @@ result<void> appliance::launch()
             return err("cannot launch worker lcore " + std::to_string(_cfg.lcores.workers[w]));
         }
     }
+    auto rx = l7::reactor::create();
+    if (!rx) {
+        return err("l7: " + rx.err().message);
+    }
+    _reactor = std::move(*rx);
+    l7::engine_settings ls;
+    ls.access_log = _cfg.l7.access_log;
+    ls.trusted_sources = _cfg.l7.trusted_sources;
+    ls.max_downstream_connections = _cfg.l7.max_connections;
+    auto eng = l7::engine::create(*_reactor, ls);
+    if (!eng) {
+        return err("l7: " + eng.err().message);
+    }
+    _engine = std::move(*eng);
     auto* sp = new slowpath_arg{
         fastpath::slowpath_ctx{_ctx, nworkers, &_stats->lcore(_cfg.lcores.slowpath)}, _mirror.get(),
-        &_stop, _cfg.lcores.idle_sleep_us};
+        &_stop, _cfg.lcores.idle_sleep_us, _reactor.get(), _engine.get(), &_l7_slot};
     if (rte_eal_remote_launch(slowpath_main, sp, _cfg.lcores.slowpath) != 0) {
         delete sp;
         _stop.store(true, std::memory_order_release);
@@ -402,18 +427,22 @@ void appliance::close_all() noexcept
 void appliance::publish_snapshot(std::unique_ptr<snapshot::snapshot> snap, uint64_t generation)
 {
     std::lock_guard lock(_snap_mu);
-    // One release-store of the pointer (P1); the previous snapshot is freed once every
-    // worker has passed a quiescent state (tick() or the wait below).
-    _snap->publish(std::move(snap));
+    _snap->current = std::shared_ptr<const snapshot::snapshot>(std::move(snap));
     _snap_generation = generation;
-    rebuild_l4(true);
-    const auto t = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-    while (_snap->retired() > 0 && std::chrono::steady_clock::now() < t) {
-        _snap->reclaim();
-        if (_snap->retired() > 0) {
-            std::this_thread::sleep_for(std::chrono::microseconds(100));
-        }
+    rebuild_l4(true); // publishes the workers' L4 view with RCU (P1)
+    push_l7();
+}
+
+void appliance::push_l7()
+{
+    if (!_snap || !_snap->current) {
+        return;
     }
+    auto c = std::make_shared<l7::engine_config>();
+    c->snap = _snap->current;
+    c->health = std::make_shared<const health::table>(_health);
+    c->generation = _snap_generation;
+    _l7_slot.put(std::move(c));
 }
 
 namespace {
@@ -554,6 +583,7 @@ void appliance::process_health()
     changed = _detector.tick(now) || changed;
     if (changed) {
         rebuild_l4(false);
+        push_l7();
     }
 }
 
@@ -597,7 +627,6 @@ void appliance::tick()
 {
     if (_snap) {
         std::lock_guard lock(_snap_mu);
-        _snap->reclaim();
         if (_l4view) {
             process_health();
             _l4view->reclaim();
@@ -751,7 +780,7 @@ ctl::api_hooks appliance::make_hooks()
 
 result<void> appliance::start_config()
 {
-    _snap = std::make_unique<rcu::published<snapshot::snapshot>>(*_qsbr);
+    _snap = std::make_unique<snapshot_ref>();
     compile::node_locality node;
     node.locality = {_cfg.node.region, _cfg.node.zone, _cfg.node.subzone};
     node.network = _cfg.node.network;
@@ -813,6 +842,12 @@ void appliance::shut_down() noexcept
         rte_eal_mp_wait_lcore();
         _launched = false;
     }
+    // The slow-path lcore has stopped: the engine may be closed from this thread.
+    if (_engine) {
+        _engine->shut_down();
+        _engine.reset();
+    }
+    _reactor.reset();
     _mirror.reset();
     _l4view.reset();
     _l4.clear();
@@ -850,6 +885,23 @@ void appliance::print_stats() const
         flows += l->ct4.size() + l->ct6.size();
     }
     std::printf(" conntrack_entries=%" PRIu64 "\n", flows);
+    if (_engine) {
+        const l7::engine_stats& l = _engine->stats();
+        auto v = [](const std::atomic<uint64_t>& x) { return x.load(std::memory_order_relaxed); };
+        std::printf("stats: l7 downstream_cx_total=%" PRIu64 " downstream_cx_active=%" PRIu64
+                    " downstream_rq_total=%" PRIu64 " rq_2xx=%" PRIu64 " rq_3xx=%" PRIu64
+                    " rq_4xx=%" PRIu64 " rq_5xx=%" PRIu64 " rq_bad=%" PRIu64
+                    " upstream_cx_total=%" PRIu64 " upstream_cx_active=%" PRIu64
+                    " upstream_cx_connect_fail=%" PRIu64 " upstream_rq_retry=%" PRIu64
+                    " upstream_rq_timeout=%" PRIu64 " no_route=%" PRIu64
+                    " no_healthy_upstream=%" PRIu64 " tunnels=%" PRIu64 "\n",
+                    v(l.downstream_cx_total), v(l.downstream_cx_active), v(l.downstream_rq_total),
+                    v(l.downstream_rq_2xx), v(l.downstream_rq_3xx), v(l.downstream_rq_4xx),
+                    v(l.downstream_rq_5xx), v(l.downstream_rq_bad), v(l.upstream_cx_total),
+                    v(l.upstream_cx_active), v(l.upstream_cx_connect_fail),
+                    v(l.upstream_rq_retry), v(l.upstream_rq_timeout), v(l.no_route),
+                    v(l.no_healthy_upstream), v(l.tunnels));
+    }
     auto lcore_line = [&](unsigned l, const char* role) {
         const auto& c = _stats->lcore(l);
         const auto s = _stats->sum_lcore(l);

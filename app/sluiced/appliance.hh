@@ -17,6 +17,8 @@
 #include "sluice/fastpath/l4_view.hh"
 #include "sluice/fastpath/worker.hh"
 #include "sluice/health/health.hh"
+#include "sluice/l7/engine.hh"
+#include "sluice/l7/reactor.hh"
 #include "sluice/glue/netlink_mirror.hh"
 #include "sluice/net/fib.hh"
 #include "sluice/net/neigh.hh"
@@ -68,6 +70,8 @@ private:
     void rebuild_l4(bool reconfigure);
     void process_health();
     void process_resolves();
+    /// Hands the current snapshot and health table to the L7 engine (with _snap_mu held).
+    void push_l7();
     result<void> create_l4();
     ctl::api_hooks make_hooks();
     bool ready() const;
@@ -83,10 +87,15 @@ private:
     std::unique_ptr<rcu::published<net::neigh_table>> _neigh;
     std::unique_ptr<glue::netlink_mirror> _mirror;
     std::unique_ptr<stats::registry> _stats;
-    // The compiled mesh config. Workers read it through RCU (load once per burst); the
-    // control plane (REST threads) reads the current one under _snap_mu, which publishing
-    // and reclaiming also take, so it never sees a freed snapshot.
-    std::unique_ptr<rcu::published<snapshot::snapshot>> _snap;
+    // The compiled mesh config, shared by reference count: the control plane (REST threads)
+    // reads the current one under _snap_mu; the L7 engine holds the one each request started
+    // with. Workers never read it (they read the L4 view, published with RCU), so the
+    // snapshot itself needs no grace period: it is freed with its last reference.
+    struct snapshot_ref {
+        std::shared_ptr<const snapshot::snapshot> current;
+        [[nodiscard]] const snapshot::snapshot* load() const noexcept { return current.get(); }
+    };
+    std::unique_ptr<snapshot_ref> _snap;
     mutable std::mutex _snap_mu;
     uint64_t _snap_generation = 0; // guarded by _snap_mu
     // The L4 fast path: per-worker state and rings, the published view, and the health
@@ -104,6 +113,11 @@ private:
     // first packet needs it (guarded by _snap_mu); each is asked once per process.
     std::deque<std::pair<uint16_t, net::ip_addr>> _prime;
     std::set<std::pair<uint16_t, net::ip_addr>> _primed;
+    // The L7 engine: created here, run by the slow-path lcore; configs reach it through
+    // the slot (the lcore applies them between reactor polls).
+    std::unique_ptr<l7::reactor> _reactor;
+    std::unique_ptr<l7::engine> _engine;
+    l7::config_slot _l7_slot;
     std::unique_ptr<ctl::config_store> _store;
     std::unique_ptr<ctl::api> _api;
     std::unique_ptr<ctl::rest_server> _rest;

@@ -536,6 +536,28 @@ void check_misc(checker& c, const Setting& root, appliance_config& cfg,
         c.integer(*g, "l4", "gue_port", cfg.l4.gue_port, 1, 65535);
         c.integer(*g, "l4", "encap_ttl", cfg.l4.encap_ttl, 1, 255);
     }
+    if (const Setting* g = c.group(root, "", "l7")) {
+        c.check_keys(*g, "l7", {"access_log", "trusted_sources", "max_connections"});
+        c.string(*g, "l7", "access_log", cfg.l7.access_log);
+        if (!cfg.l7.access_log.empty() && cfg.l7.access_log != "-") {
+            std::filesystem::path fp(cfg.l7.access_log);
+            cfg.l7.access_log =
+                fp.is_absolute() ? cfg.l7.access_log : (dir / fp).lexically_normal().string();
+        }
+        if (const Setting* ts = c.seq(*g, "l7", "trusted_sources")) {
+            for (auto& [t, st] : c.strings(*ts, "l7.trusted_sources")) {
+                const std::string path =
+                    "l7.trusted_sources[" + std::to_string(st->getIndex()) + "]";
+                auto p = net::prefix::parse(t);
+                if (!p) {
+                    c.error(*st, path, p.err().message);
+                } else {
+                    cfg.l7.trusted_sources.push_back(p->network());
+                }
+            }
+        }
+        c.integer(*g, "l7", "max_connections", cfg.l7.max_connections, 1, 10000000);
+    }
     if (const Setting* g = c.group(root, "", "api")) {
         c.check_keys(*g, "api", {"listen", "token_file"});
         if (c.string(*g, "api", "listen", cfg.api.listen)) {
@@ -589,7 +611,7 @@ load_result check(libconfig::Config& lc, const std::string& name)
     const Setting& root = lc.getRoot();
     c.check_keys(root, "",
                  {"node", "eal", "lcores", "ports", "routes", "exception", "conntrack", "mempool",
-                  "l4", "api", "state_dir", "mesh"});
+                  "l4", "l7", "api", "state_dir", "mesh"});
     check_node(c, root, cfg);
 
     std::optional<eal_lcores> eal;

@@ -90,6 +90,13 @@ struct l4_conf {
     uint8_t encap_ttl = 64;             ///< outer TTL / hop limit of IPIP and GUE
 };
 
+/// The L7 engine (the slow-path lcore's HTTP proxy).
+struct l7_conf {
+    std::string access_log;                   ///< file, "-" for stderr, "" for none
+    std::vector<net::prefix> trusted_sources; ///< x-envoy-* and x-forwarded-for kept from these
+    uint32_t max_connections = 100000;        ///< downstream connections at once
+};
+
 struct api_conf {
     std::string listen = "127.0.0.1:9180";
     net::ip_addr address; ///< parsed from listen
@@ -113,6 +120,7 @@ struct appliance_config {
     conntrack_conf conntrack;
     mempool_conf mempool;
     l4_conf l4;
+    l7_conf l7;
     api_conf api;
     std::string state_dir = "/var/lib/sluice";
     mesh_conf mesh;
