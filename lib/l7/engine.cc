@@ -22,6 +22,7 @@
 #include "sluice/base/log.hh"
 #include "sluice/l7/http1.hh"
 #include "sluice/l7/lb.hh"
+#include "sluice/l7/tls.hh"
 #include "sluice/snapshot/host_match.hh"
 #include "sluice/snapshot/route_match.hh"
 
@@ -259,6 +260,39 @@ bool string_match(const snapshot::string_matcher& m, std::string_view v) noexcep
     return false;
 }
 
+/// recv() over a plain or TLS socket: > 0 bytes, 0 at the peer's end, -1 with errno
+/// (EAGAIN: the next readiness event retries; anything else: the connection failed).
+ssize_t io_recv(int fd, tls_stream& t, char* p, size_t n) noexcept
+{
+    if (!t.valid()) {
+        return recv(fd, p, n, 0);
+    }
+    const tls_io r = t.read({p, n});
+    if (r.bytes > 0) {
+        return static_cast<ssize_t>(r.bytes);
+    }
+    if (r.closed) {
+        return 0;
+    }
+    errno = r.failed() ? ECONNRESET : EAGAIN;
+    return -1;
+}
+
+/// send() over a plain or TLS socket; same results as io_recv. A TLS write that wants the
+/// socket is retried with the same bytes (the caller keeps them buffered).
+ssize_t io_send(int fd, tls_stream& t, const char* p, size_t n) noexcept
+{
+    if (!t.valid()) {
+        return send(fd, p, n, MSG_NOSIGNAL);
+    }
+    const tls_io r = t.write({p, n});
+    if (r.bytes > 0) {
+        return static_cast<ssize_t>(r.bytes);
+    }
+    errno = r.failed() || r.closed ? EPIPE : EAGAIN;
+    return -1;
+}
+
 } // namespace
 
 // ------------------------------------------------------------------------ config_slot
@@ -302,6 +336,10 @@ struct cluster_rt {
     cluster_lb lb;
     std::vector<uint32_t> active;
     std::vector<host_rt*> hosts;
+    /// DestinationRule tls (origination); null: plain text.
+    std::shared_ptr<const client_tls_context> tls;
+    bool tls_error = false; ///< the policy's TLS could not be set up: connects fail (503 UF)
+    std::string sni;        ///< the SNI to send: tls.sni, else the service host
     nanos connect_timeout = 10ULL * 1'000'000'000ULL;
     nanos idle_timeout = 3600ULL * 1'000'000'000ULL;
     uint32_t max_requests_per_connection = 0;
@@ -380,6 +418,8 @@ struct listener_info {
     std::vector<std::pair<std::string, std::vector<std::string>>> servers;
     /// The gateway when one serves the whole listener (the common case).
     std::string single_gateway;
+    /// TLS termination (HTTPS, or TLS servers in front of TCP routes); null: plain text.
+    std::shared_ptr<const server_tls_context> tls;
 };
 
 class engine_impl;
@@ -440,6 +480,7 @@ struct stream {
     bool resp_chunked = false; // re-chunking a close-delimited response
     bool close_after = false;  // close the downstream connection after this response
     bool active_counted = false;
+    bool tcp_proxy = false; // a TCP/TLS route: the connection is one tunnel, no HTTP
     uint8_t version_minor = 1;
     uint16_t status = 0;
     uint32_t flags = 0;
@@ -475,6 +516,10 @@ struct down_conn final : io_handler, deferred {
     net::ip_addr peer;
     char peer_text[INET6_ADDRSTRLEN + 1] = {};
     bool https = false;
+    bool handshaking = false;
+    tls_stream tls;
+    std::string_view sni_gateway; // HTTPS: the gateway of the server the SNI chose
+    net::ip_addr local;           // TCP/TLS listeners: the address the client reached
     buffer in;
     buffer out;
     http1_parser parser{http1_parser::kind::request};
@@ -497,6 +542,8 @@ struct up_conn final : io_handler, deferred {
     bool in_pool = false;
     bool read_blocked = false;
     bool tunnel = false;
+    bool handshaking = false;
+    tls_stream tls;
     uint32_t requests = 0;
     buffer in;
     http1_parser parser{http1_parser::kind::response};
@@ -568,6 +615,9 @@ public:
     void up_release(up_conn& u, down_conn& d, bool reusable) noexcept;
     void on_response_head(up_conn& u, down_conn& d) noexcept;
     void tunnel_pump(down_conn& d, up_conn& u) noexcept;
+    bool down_handshake(down_conn& d) noexcept;
+    void tcp_route(down_conn& d) noexcept;
+    void start_tcp_upstream(down_conn& d, const snapshot::l4_route& route) noexcept;
 
     void log_request(const down_conn& d) noexcept;
     uint64_t rand() noexcept { return splitmix(_rng); }
@@ -754,6 +804,16 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
         cr.idle_timeout = static_cast<nanos>(
             std::min(c.policy.http.idle_timeout, c.policy.tcp.idle_timeout).count());
         cr.max_requests_per_connection = c.policy.http.max_requests_per_connection;
+        if (c.policy.tls.mode != snapshot::tls_policy::mode_t::disable && !c.missing) {
+            auto ct = client_tls_context::build(c.policy.tls, c.name);
+            if (!ct) {
+                SLUICE_LOG(WARNING, l7, "%s", ct.err().message.c_str());
+                cr.tls_error = true;
+            } else {
+                cr.tls = std::make_shared<const client_tls_context>(std::move(*ct));
+            }
+            cr.sni = c.policy.tls.sni.empty() ? c.host : c.policy.tls.sni;
+        }
         if (!c.missing) {
             std::unique_ptr<bool[]> b(new bool[unhealthy.size() + 1]);
             for (size_t k = 0; k < unhealthy.size(); ++k) {
@@ -781,10 +841,6 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
         if (!snapshot::is_l7(l.kind)) {
             continue;
         }
-        if (l.kind != snapshot::listener_kind::http) {
-            // TODO(l7): TLS passthrough and TLS-terminated TCP listeners.
-            continue;
-        }
         auto info = std::make_shared<listener_info>();
         info->kind = l.kind;
         info->port = l.port;
@@ -800,6 +856,26 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
                     hosts.push_back(h.host);
                 }
                 info->servers.push_back({s.gateway, std::move(hosts)});
+            }
+            std::vector<const snapshot::gateway_server*> tls_servers;
+            bool terminates = false;
+            for (uint32_t si : l.servers) {
+                const snapshot::gateway_server& s = snap.servers[si];
+                tls_servers.push_back(&s);
+                terminates = terminates ||
+                             (s.tls && s.tls->mode != snapshot::server_tls::mode_t::passthrough &&
+                              s.tls->mode != snapshot::server_tls::mode_t::auto_passthrough);
+            }
+            if (terminates && l.kind != snapshot::listener_kind::tls_passthrough) {
+                auto ctx = server_tls_context::build(tls_servers);
+                if (!ctx) {
+                    errors += (errors.empty() ? "" : "; ") + ctx.err().message;
+                    _stats.listener_errors.fetch_add(1, std::memory_order_relaxed);
+                    continue;
+                }
+                if (!ctx->empty()) {
+                    info->tls = std::make_shared<const server_tls_context>(std::move(*ctx));
+                }
             }
             bool one = !info->servers.empty();
             for (const auto& s : info->servers) {
@@ -1063,6 +1139,44 @@ void engine_impl::accept_ready(listener_rt& l) noexcept
             }
         }
         d->trusted = trusted(d->peer);
+        d->https = false;
+        d->handshaking = false;
+        d->sni_gateway = {};
+        d->local = {};
+        if (l.info->kind != snapshot::listener_kind::http) {
+            sockaddr_storage ls{};
+            socklen_t llen = sizeof(ls);
+            if (getsockname(fd, reinterpret_cast<sockaddr*>(&ls), &llen) == 0) {
+                if (ls.ss_family == AF_INET) {
+                    d->local.family = 4;
+                    std::memcpy(d->local.bytes.data(),
+                                &reinterpret_cast<const sockaddr_in*>(&ls)->sin_addr, 4);
+                } else {
+                    const auto* l6 = reinterpret_cast<const sockaddr_in6*>(&ls);
+                    if (IN6_IS_ADDR_V4MAPPED(&l6->sin6_addr)) {
+                        d->local.family = 4;
+                        std::memcpy(d->local.bytes.data(), l6->sin6_addr.s6_addr + 12, 4);
+                    } else {
+                        d->local.family = 6;
+                        std::memcpy(d->local.bytes.data(), &l6->sin6_addr, 16);
+                    }
+                }
+            }
+        }
+        if (l.info->tls) {
+            SSL* ssl = l.info->tls->new_ssl(fd);
+            if (ssl == nullptr) {
+                _stats.downstream_tls_error.fetch_add(1, std::memory_order_relaxed);
+                close(fd);
+                d->fd = -1;
+                d->closed = true;
+                _r.defer(d);
+                continue;
+            }
+            d->tls = tls_stream(ssl);
+            d->https = true;
+            d->handshaking = true;
+        }
         if (!_r.add(fd, d, EPOLLIN | EPOLLOUT | EPOLLRDHUP).ok()) {
             close(fd);
             d->fd = -1;
@@ -1094,8 +1208,30 @@ void down_conn::on_io(uint32_t events) noexcept
     }
 }
 
+bool engine_impl::down_handshake(down_conn& d) noexcept
+{
+    const tls_io r = d.tls.handshake();
+    if (r.failed() || r.closed) {
+        _stats.downstream_tls_error.fetch_add(1, std::memory_order_relaxed);
+        down_close(d);
+        return false;
+    }
+    if (r.want != tls_want::none) {
+        return false; // the next readiness event continues it
+    }
+    d.handshaking = false;
+    const int si = server_tls_context::selected_server(d.tls.native_handle());
+    if (d.info && si >= 0 && static_cast<size_t>(si) < d.info->servers.size()) {
+        d.sni_gateway = d.info->servers[static_cast<size_t>(si)].first;
+    }
+    return true;
+}
+
 void engine_impl::down_read(down_conn& d) noexcept
 {
+    if (d.handshaking && !down_handshake(d)) {
+        return;
+    }
     while (!d.closed && !d.read_eof) {
         if (d.tunnel_peer != nullptr) {
             tunnel_pump(d, *d.tunnel_peer);
@@ -1106,7 +1242,7 @@ void engine_impl::down_read(down_conn& d) noexcept
             break;
         }
         char* p = d.in.reserve(read_chunk);
-        const ssize_t n = recv(d.fd, p, d.in.data.size() - d.in.end, 0);
+        const ssize_t n = io_recv(d.fd, d.tls, p, d.in.data.size() - d.in.end);
         if (n > 0) {
             d.in.commit(static_cast<size_t>(n));
             continue;
@@ -1128,9 +1264,18 @@ void engine_impl::down_read(down_conn& d) noexcept
         }
         break;
     }
-    if (!d.closed) {
-        down_process(d);
+    if (d.closed) {
+        return;
     }
+    if (d.info && d.info->kind != snapshot::listener_kind::http) {
+        if (!d.has_stream) {
+            tcp_route(d);
+        } else if (d.read_eof) {
+            down_close(d); // the client left before the upstream answered
+        }
+        return;
+    }
+    down_process(d);
 }
 
 void engine_impl::down_process(down_conn& d) noexcept
@@ -1266,7 +1411,7 @@ void engine_impl::down_write(down_conn& d, std::string_view s)
     if (d.out.empty()) {
         // Write straight from the caller's bytes; buffer only what the socket refuses.
         while (!s.empty()) {
-            const ssize_t n = send(d.fd, s.data(), s.size(), MSG_NOSIGNAL);
+            const ssize_t n = io_send(d.fd, d.tls, s.data(), s.size());
             if (n > 0) {
                 s.remove_prefix(static_cast<size_t>(n));
                 continue;
@@ -1290,7 +1435,7 @@ void engine_impl::down_write(down_conn& d, std::string_view s)
 void engine_impl::down_flush(down_conn& d) noexcept
 {
     while (!d.out.empty()) {
-        const ssize_t n = send(d.fd, d.out.view().data(), d.out.size(), MSG_NOSIGNAL);
+        const ssize_t n = io_send(d.fd, d.tls, d.out.view().data(), d.out.size());
         if (n > 0) {
             d.out.consume(static_cast<size_t>(n));
             continue;
@@ -1348,15 +1493,21 @@ void engine_impl::down_close(down_conn& d) noexcept
             --s.crt->active[s.ep];
         }
         s.active_counted = false;
-        if (!s.resp_done && s.method.size() > 0) {
+        if ((!s.resp_done || s.tcp_proxy) && s.method.size() > 0) {
             log_request(d);
         }
+        s.tcp_proxy = false;
         s.cfg.reset();
         d.has_stream = false;
     }
     d.tunnel_peer = nullptr;
     _r.cancel(d.idle_timer);
     _r.remove(d.fd);
+    if (d.tls.valid()) {
+        d.tls.shutdown(); // best effort close_notify; the socket closes regardless
+        d.tls = tls_stream();
+    }
+    d.handshaking = false;
     close(d.fd);
     d.fd = -1;
     d.info.reset();
@@ -1488,7 +1639,8 @@ void engine_impl::on_request_head(down_conn& d) noexcept
 
     // Route. The gateway: the listener's own, else the first server whose hosts claim the
     // authority (several gateways sharing one port).
-    std::string_view gateway = d.info->single_gateway;
+    std::string_view gateway =
+        d.sni_gateway.empty() ? std::string_view(d.info->single_gateway) : d.sni_gateway;
     if (gateway.empty()) {
         const std::string_view host = snapshot::authority_host(m.authority);
         for (const auto& [gw, hosts] : d.info->servers) {
@@ -1936,6 +2088,137 @@ void engine_impl::finish_stream(down_conn& d) noexcept
     }
 }
 
+// ------------------------------------------------------------------------ TCP and TLS routes
+
+void engine_impl::tcp_route(down_conn& d) noexcept
+{
+    // A TLS-passthrough listener routes by the ClientHello's SNI: wait until it is whole.
+    std::string_view sni;
+    char lower[256];
+    const bool passthrough = d.info->kind == snapshot::listener_kind::tls_passthrough;
+    if (passthrough) {
+        const sni_result h =
+            parse_client_hello({reinterpret_cast<const uint8_t*>(d.in.view().data()), d.in.size()});
+        if (h.status == sni_status::need_more && !d.read_eof) {
+            return;
+        }
+        if (h.status != sni_status::ok) {
+            _stats.downstream_tls_error.fetch_add(1, std::memory_order_relaxed);
+            down_close(d);
+            return;
+        }
+        if (h.has_sni && h.sni.size() < sizeof(lower)) {
+            for (size_t i = 0; i < h.sni.size(); ++i) {
+                lower[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(h.sni[i])));
+            }
+            sni = {lower, h.sni.size()};
+        }
+    }
+    stream& s = d.st;
+    d.has_stream = true;
+    _r.cancel(d.idle_timer);
+    s.cfg = _cfg;
+    s.dec = {};
+    s.crt = nullptr;
+    s.ep = no_index;
+    s.host = nullptr;
+    s.up = nullptr;
+    s.dest = nullptr;
+    s.retry = nullptr;
+    s.attempts = 0;
+    std::fill(std::begin(s.tried), std::end(s.tried), no_index);
+    s.req.clear();
+    s.req_sent = 0;
+    s.req_done = true;
+    s.tunnel = false;
+    s.tcp_proxy = true;
+    s.local = false;
+    s.resp_started = false;
+    s.resp_done = false;
+    s.status = 0;
+    s.flags = 0;
+    s.bytes_in = d.in.size();
+    s.bytes_out = 0;
+    s.start = _r.now();
+    s.hash.reset();
+    s.method.assign(passthrough ? "TLS"sv : "TCP"sv);
+    s.path.assign(sni);
+    s.authority.clear();
+    s.xff.clear();
+    s.user_agent.clear();
+    s.request_id.clear();
+    s.origin.clear();
+    {
+        const time_t t = std::time(nullptr);
+        struct tm tmv {};
+        gmtime_r(&t, &tmv);
+        char tb[40];
+        const size_t n = std::strftime(tb, sizeof(tb), "%Y-%m-%dT%H:%M:%SZ", &tmv);
+        s.start_time.assign(tb, n);
+    }
+    if (!s.cfg) {
+        down_close(d);
+        return;
+    }
+    const snapshot::snapshot& snap = *s.cfg->cfg->snap;
+    std::string_view gateway =
+        d.sni_gateway.empty() ? std::string_view(d.info->single_gateway) : d.sni_gateway;
+    if (gateway.empty() && !d.info->servers.empty()) {
+        gateway = d.info->servers.front().first;
+    }
+    const snapshot::l4_decision dec =
+        passthrough ? snapshot::match_tls(snap, gateway, d.info->port, sni, d.local)
+                    : snapshot::match_tcp(snap, gateway, d.info->port, d.local);
+    if (dec.route == nullptr || dec.route->destinations.empty() || dec.route->total_weight == 0) {
+        _stats.tcp_no_route.fetch_add(1, std::memory_order_relaxed);
+        s.flags |= rf_nr;
+        down_close(d);
+        return;
+    }
+    start_tcp_upstream(d, *dec.route);
+}
+
+void engine_impl::start_tcp_upstream(down_conn& d, const snapshot::l4_route& route) noexcept
+{
+    stream& s = d.st;
+    uint64_t w = rand() % route.total_weight;
+    for (const auto& dst : route.destinations) {
+        if (w < dst.weight) {
+            s.dest = &dst;
+            break;
+        }
+        w -= dst.weight;
+    }
+    if (s.dest == nullptr) {
+        s.dest = &route.destinations.back();
+    }
+    const uint32_t ci = snapshot::destination_cluster(*s.dest, d.info->port);
+    if (ci == no_index || ci >= s.cfg->clusters.size() || s.cfg->clusters[ci].c->missing) {
+        _stats.no_cluster.fetch_add(1, std::memory_order_relaxed);
+        s.flags |= rf_nc;
+        down_close(d);
+        return;
+    }
+    s.crt = &s.cfg->clusters[ci];
+    if (!pick_host(d)) {
+        _stats.no_healthy_upstream.fetch_add(1, std::memory_order_relaxed);
+        s.flags |= rf_uh;
+        down_close(d);
+        return;
+    }
+    ++s.attempts;
+    ++s.crt->active[s.ep];
+    s.active_counted = true;
+    up_conn* u = connect_to(s.host, *s.crt);
+    if (u == nullptr) {
+        s.flags |= rf_uf;
+        down_close(d);
+        return;
+    }
+    u->owner = &d;
+    s.up = u;
+}
+
 // ------------------------------------------------------------------------ upstream
 
 bool engine_impl::pick_host(down_conn& d) noexcept
@@ -2010,7 +2293,7 @@ void engine_impl::start_upstream(down_conn& d) noexcept
 
 up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
 {
-    if (!h->usable) {
+    if (!h->usable || c.tls_error) {
         return nullptr;
     }
     const int fd =
@@ -2048,6 +2331,15 @@ up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
     ++_up_active;
     _stats.upstream_cx_active.fetch_add(1, std::memory_order_relaxed);
     _r.arm(u->connect_timer, c.connect_timeout);
+    if (c.tls) {
+        SSL* ssl = c.tls->new_ssl(fd, c.sni);
+        if (ssl == nullptr) {
+            up_close(*u);
+            return nullptr;
+        }
+        u->tls = tls_stream(ssl);
+        u->handshaking = true;
+    }
     return u;
 }
 
@@ -2064,8 +2356,11 @@ void up_conn::on_io(uint32_t events) noexcept
         int soerr = 0;
         socklen_t len = sizeof(soerr);
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
-        e->_r.cancel(connect_timer);
+        if (!handshaking) {
+            e->_r.cancel(connect_timer);
+        }
         if (soerr != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
+            e->_r.cancel(connect_timer);
             e->_stats.upstream_cx_connect_fail.fetch_add(1, std::memory_order_relaxed);
             down_conn* d = owner;
             owner = nullptr;
@@ -2079,6 +2374,33 @@ void up_conn::on_io(uint32_t events) noexcept
             return;
         }
         connecting = false;
+        if (!handshaking && owner != nullptr) {
+            e->up_ready(*this, *owner);
+            return;
+        }
+    }
+    if (handshaking) {
+        // The connect timer keeps running: it bounds the TLS handshake too.
+        const tls_io r = tls.handshake();
+        if (r.failed() || r.closed) {
+            e->_stats.upstream_tls_error.fetch_add(1, std::memory_order_relaxed);
+            e->_r.cancel(connect_timer);
+            down_conn* d = owner;
+            owner = nullptr;
+            if (d != nullptr) {
+                d->st.up = nullptr;
+            }
+            e->up_close(*this);
+            if (d != nullptr) {
+                e->upstream_failed(*d, rf_uf, true);
+            }
+            return;
+        }
+        if (r.want != tls_want::none) {
+            return;
+        }
+        handshaking = false;
+        e->_r.cancel(connect_timer);
         if (owner != nullptr) {
             e->up_ready(*this, *owner);
         }
@@ -2108,7 +2430,17 @@ void up_conn::on_io(uint32_t events) noexcept
 
 void engine_impl::up_ready(up_conn& u, down_conn& d) noexcept
 {
-    (void)d;
+    if (d.st.tcp_proxy) {
+        // A TCP/TLS route: the connection becomes one tunnel (the ClientHello, or whatever
+        // the client sent already, goes first).
+        _stats.tunnels.fetch_add(1, std::memory_order_relaxed);
+        d.st.tunnel = true;
+        d.st.resp_started = true;
+        u.tunnel = true;
+        d.tunnel_peer = &u;
+        tunnel_pump(d, u);
+        return;
+    }
     ++u.requests;
     u.parser.reset();
     u.parser.set_request_method(d.st.method);
@@ -2128,7 +2460,7 @@ void engine_impl::up_flush(up_conn& u) noexcept
     stream& s = d->st;
     while (s.req_sent < s.req.size()) {
         const std::string_view pending = s.req.view().substr(s.req_sent);
-        const ssize_t n = send(u.fd, pending.data(), pending.size(), MSG_NOSIGNAL);
+        const ssize_t n = io_send(u.fd, u.tls, pending.data(), pending.size());
         if (n > 0) {
             s.req_sent += static_cast<size_t>(n);
             continue;
@@ -2165,7 +2497,7 @@ void engine_impl::up_read(up_conn& u) noexcept
             return;
         }
         char* p = u.in.reserve(read_chunk);
-        const ssize_t n = recv(u.fd, p, u.in.data.size() - u.in.end, 0);
+        const ssize_t n = io_recv(u.fd, u.tls, p, u.in.data.size() - u.in.end);
         if (n > 0) {
             u.in.commit(static_cast<size_t>(n));
             up_process(u, d);
@@ -2437,7 +2769,7 @@ void engine_impl::tunnel_pump(down_conn& d, up_conn& u) noexcept
     // Client -> upstream.
     while (!d.closed && !u.closed) {
         if (!d.in.empty()) {
-            const ssize_t n = send(u.fd, d.in.view().data(), d.in.size(), MSG_NOSIGNAL);
+            const ssize_t n = io_send(u.fd, u.tls, d.in.view().data(), d.in.size());
             if (n > 0) {
                 d.in.consume(static_cast<size_t>(n));
                 continue;
@@ -2456,7 +2788,7 @@ void engine_impl::tunnel_pump(down_conn& d, up_conn& u) noexcept
             break;
         }
         char* p = d.in.reserve(read_chunk);
-        const ssize_t n = recv(d.fd, p, read_chunk, 0);
+        const ssize_t n = io_recv(d.fd, d.tls, p, read_chunk);
         if (n > 0) {
             d.in.commit(static_cast<size_t>(n));
             d.st.bytes_in += static_cast<uint64_t>(n);
@@ -2469,7 +2801,11 @@ void engine_impl::tunnel_pump(down_conn& d, up_conn& u) noexcept
             break;
         }
         d.read_eof = true; // the client finished sending: pass the half-close on
-        shutdown(u.fd, SHUT_WR);
+        if (u.tls.valid()) {
+            u.tls.shutdown();
+        } else {
+            shutdown(u.fd, SHUT_WR);
+        }
         break;
     }
     // Upstream -> client.
@@ -2483,7 +2819,7 @@ void engine_impl::tunnel_pump(down_conn& d, up_conn& u) noexcept
             u.read_blocked = true; // down_flush resumes
             return;
         }
-        const ssize_t n = recv(u.fd, tmp, sizeof(tmp), 0);
+        const ssize_t n = io_recv(u.fd, u.tls, tmp, sizeof(tmp));
         if (n > 0) {
             down_write(d, {tmp, static_cast<size_t>(n)});
             continue;
@@ -2512,6 +2848,11 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
 {
     stream& s = d.st;
     if (d.closed) {
+        return;
+    }
+    if (s.tcp_proxy) {
+        s.flags |= flag;
+        down_close(d); // a TCP proxy has no way to say why: the client sees the close
         return;
     }
     const retry_rules* r = s.retry;
@@ -2584,6 +2925,11 @@ void engine_impl::up_close(up_conn& u) noexcept
         u.in_pool = false;
     }
     _r.remove(u.fd);
+    if (u.tls.valid()) {
+        u.tls.shutdown();
+        u.tls = tls_stream();
+    }
+    u.handshaking = false;
     close(u.fd);
     u.fd = -1;
     u.owner = nullptr;

@@ -11,7 +11,23 @@ conf=$(e2e_config)
 TOOL="$E2E_ROOT/tests/e2e/l7_tool.py"
 MESH="$E2E_ROOT/tests/e2e/l7/mesh.yaml"
 GW=198.18.0.1
-sed -i "s|^  files = \[ \];|  files = [ \"$MESH\" ];|" "$conf"
+# TLS: a CA, the gateway's certificate for www.example.com, and a backend certificate for
+# the passthrough service (the client must see the backend's, proving no termination).
+CERTS="$E2E_TMP/certs"
+mkdir -p "$CERTS"
+mkcert() { # NAME CN
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$CERTS/$1.key" -subj "/CN=$2" \
+    -addext "subjectAltName=DNS:$2" -out "$CERTS/$1.csr" 2>/dev/null &&
+    openssl x509 -req -in "$CERTS/$1.csr" -CA "$CERTS/ca.crt" -CAkey "$CERTS/ca.key" \
+      -CAcreateserial -days 2 -copy_extensions copy -out "$CERTS/$1.crt" 2>/dev/null
+}
+openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$CERTS/ca.key" -subj "/CN=sluice e2e CA" \
+  -days 2 -out "$CERTS/ca.crt" 2>/dev/null
+mkcert gw www.example.com
+mkcert pass pass.example.com
+TLSMESH="$E2E_TMP/tls.yaml"
+sed "s|@CERTS@|$CERTS|g" "$E2E_ROOT/tests/e2e/l7/tls.yaml.in" >"$TLSMESH"
+sed -i "s|^  files = \[ \];|  files = [ \"$MESH\", \"$TLSMESH\" ];|" "$conf"
 # The access log goes to a file the checks read.
 cat >>"$conf" <<EOF
 l7 = {
@@ -30,6 +46,13 @@ start_backend a v1-a 198.19.1.10
 start_backend a v1-b 198.19.1.11
 start_backend b v2-a 198.19.2.10
 start_backend b v2-b 198.19.2.11
+
+# The passthrough backend: a TLS server with its own certificate.
+in_ns be-b openssl s_server -accept 198.19.2.10:9443 -cert "$CERTS/pass.crt" \
+  -key "$CERTS/pass.key" -www -quiet >/dev/null 2>&1 &
+# The origination backend: a TLS web server that the route reaches over TLS.
+in_ns be-b openssl s_server -accept 198.19.2.11:9444 -cert "$CERTS/pass.crt" \
+  -key "$CERTS/pass.key" -www -quiet >/dev/null 2>&1 &
 
 client_get() { in_ns client python3 "$TOOL" get $GW 80 "$@"; }
 curl_c() { in_ns client curl -sS -m 10 "$@"; }
@@ -143,6 +166,50 @@ t_access_log() {
     grep -Eq '"GET /split HTTP/1.1" 200 - .* "198\.19\.[12]\.1[01]:8080"$' "$E2E_TMP/access.log"
 }
 
+t_https_termination() {
+  local out
+  out=$(curl_c --cacert "$CERTS/ca.crt" --resolve "www.example.com:443:$GW" \
+    "https://www.example.com/tls-check")
+  echo "$out" | head -n 8
+  # The backend sees plain HTTP with x-forwarded-proto https.
+  echo "$out" | grep -q '^v1-. GET /tls-check$' && echo "$out" | grep -q '^x-forwarded-proto: https$'
+}
+
+t_https_redirect() {
+  local out
+  out=$(curl_c -o /dev/null -w '%{http_code} %{redirect_url}' -H 'Host: secure.example.com' \
+    "http://$GW:8081/page")
+  echo "$out"
+  [ "$out" = "301 https://secure.example.com/page" ]
+}
+
+t_tls_passthrough_by_sni() {
+  local subject code
+  # The certificate the client sees is the backend's: sluice did not terminate.
+  subject=$(in_ns client bash -c "echo | timeout 5 openssl s_client -connect $GW:8443 \
+    -servername pass.example.com 2>/dev/null | openssl x509 -noout -subject")
+  echo "$subject"
+  [[ "$subject" == *"CN = pass.example.com"* ]] || return 1
+  code=$(curl_c -o /dev/null -w '%{http_code}' --cacert "$CERTS/ca.crt" \
+    --resolve "pass.example.com:8443:$GW" "https://pass.example.com:8443/")
+  echo "curl through passthrough: $code"
+  [ "$code" = 200 ]
+}
+
+t_tls_origination() {
+  local out
+  out=$(curl_c -w '\n%{http_code}' -H 'Host: origin.example.com' "http://$GW:8082/")
+  echo "$out" | tail -n 3
+  # openssl s_server -www answers over the TLS session sluice opened and verified.
+  [ "$(echo "$out" | tail -n 1)" = 200 ] && echo "$out" | grep -q 's_server'
+}
+
+t_tls_passthrough_unknown_sni_closed() {
+  # No tls route claims this SNI: the connection is closed, no certificate is presented.
+  ! in_ns client bash -c "echo | timeout 5 openssl s_client -connect $GW:8443 \
+    -servername nobody.example.com 2>/dev/null | grep -q 'BEGIN CERTIFICATE'"
+}
+
 if ! sluiced_start "$conf"; then
   echo "FAIL: sluiced did not start"
   exit 1
@@ -164,6 +231,11 @@ check "consistent hash by header is sticky" t_consistent_hash_sticky
 check "keep-alive upstream connections are reused" t_keepalive_reuse
 check "websocket upgrade echoes through the tunnel" t_websocket_echo
 check "smuggling shape answers 400" t_bad_request_400
+check "https termination with the gateway certificate" t_https_termination
+check "httpsRedirect answers 301 to https" t_https_redirect
+check "tls passthrough routed by SNI, backend certificate seen" t_tls_passthrough_by_sni
+check "tls passthrough with an unclaimed SNI is closed" t_tls_passthrough_unknown_sni_closed
+check "DestinationRule tls SIMPLE originates verified TLS" t_tls_origination
 check "access log lines in Envoy's format" t_access_log
 stats_refresh && grep '^stats: l7' "$SLUICED_LOG" | tail -n 1
 sluiced_stop

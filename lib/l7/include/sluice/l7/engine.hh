@@ -73,7 +73,10 @@ struct engine_stats {
     std::atomic<uint64_t> downstream_rq_4xx{0};
     std::atomic<uint64_t> downstream_rq_5xx{0};
     std::atomic<uint64_t> downstream_rq_rx_reset{0};
-    std::atomic<uint64_t> downstream_rq_bad{0}; ///< rejected by the codec (400/414/431/505)
+    std::atomic<uint64_t> downstream_rq_bad{0};    ///< rejected by the codec (400/414/431/505)
+    std::atomic<uint64_t> downstream_tls_error{0}; ///< handshakes that failed
+    std::atomic<uint64_t> upstream_tls_error{0};
+    std::atomic<uint64_t> tcp_no_route{0}; ///< TCP/TLS connections no route claimed (closed)
     std::atomic<uint64_t> upstream_cx_total{0};
     std::atomic<uint64_t> upstream_cx_active{0};
     std::atomic<uint64_t> upstream_cx_connect_fail{0};
