@@ -237,6 +237,10 @@ size_t reactor::poll(int timeout_ms) noexcept
         wait = 0;
     }
     if (wait != 0 && _timers.size() != 0) {
+        // Measure from the clock now, not from the last poll: time spent since then (handlers,
+        // code outside the loop) must shorten the wait.
+        const nanos current = _clock.now();
+        _now = current > _now ? current : _now;
         const nanos next = _timers.next_deadline();
         nanos until = 64 * ns_per_ms; // nothing close: look again later
         if (next != UINT64_MAX) {
