@@ -480,7 +480,9 @@ struct stream {
     bool resp_chunked = false; // re-chunking a close-delimited response
     bool close_after = false;  // close the downstream connection after this response
     bool active_counted = false;
-    bool tcp_proxy = false; // a TCP/TLS route: the connection is one tunnel, no HTTP
+    bool tcp_proxy = false;   // a TCP/TLS route: the connection is one tunnel, no HTTP
+    uint16_t fault_abort = 0; // after an injected delay: answer this status instead
+    nanos fault_delay = 0;
     uint8_t version_minor = 1;
     uint16_t status = 0;
     uint32_t flags = 0;
@@ -1025,6 +1027,11 @@ down_conn* engine_impl::alloc_down()
     d->st.retry_timer.set(
         [](timer&, void* ctx) {
             auto* dc = static_cast<down_conn*>(ctx);
+            if (dc->st.fault_abort != 0) {
+                dc->st.local = true;
+                dc->eng->local_reply(*dc, dc->st.fault_abort, "fault filter abort", rf_fi);
+                return;
+            }
             dc->eng->start_upstream(*dc);
         },
         d.get());
@@ -1576,6 +1583,8 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.dest = nullptr;
     s.retry = nullptr;
     s.attempts = 0;
+    s.fault_abort = 0;
+    s.tcp_proxy = false;
     std::fill(std::begin(s.tried), std::end(s.tried), no_index);
     s.req.clear();
     s.req_sent = 0;
@@ -1696,12 +1705,35 @@ void engine_impl::on_request_head(down_conn& d) noexcept
                      dr.body ? std::string_view(*dr.body) : std::string_view{});
         return;
     }
-    case snapshot::outcome::fault_abort:
-        s.local = true;
-        local_reply(d, static_cast<uint16_t>(s.dec.status), "fault filter abort", rf_fi);
-        return;
+    case snapshot::outcome::fault_abort: // an abort at 100%: decided below with the delay
     case snapshot::outcome::forward:
         break;
+    }
+
+    // Faults (ISTIO.md: independent draws; a faulted request is never retried). An abort
+    // comes after the delay when both apply, as in Envoy's fault filter.
+    s.fault_delay = 0;
+    if (act->fault) {
+        const snapshot::fault_action& f = *act->fault;
+        auto draw = [this](double percent) {
+            return percent >= 100.0 ||
+                   (percent > 0.0 && static_cast<double>(rand() % 1000000) < percent * 10000.0);
+        };
+        if (f.delay && draw(f.delay->percentage)) {
+            s.fault_delay = static_cast<nanos>(f.delay->fixed_delay.count());
+            s.flags |= rf_di;
+        }
+        if (f.abort && f.abort->http_status != 0 && draw(f.abort->percentage)) {
+            s.fault_abort = static_cast<uint16_t>(f.abort->http_status);
+        }
+        if (s.fault_abort != 0 || s.fault_delay != 0) {
+            s.retry = nullptr;
+        }
+        if (s.fault_abort != 0 && s.fault_delay == 0) {
+            s.local = true;
+            local_reply(d, s.fault_abort, "fault filter abort", rf_fi);
+            return;
+        }
     }
 
     // CORS preflight answered here when the origin is allowed.
@@ -1748,7 +1780,8 @@ void engine_impl::on_request_head(down_conn& d) noexcept
         return;
     }
     s.crt = &s.cfg->clusters[ci];
-    if (auto it = s.cfg->retries.find(act); it != s.cfg->retries.end()) {
+    if (auto it = s.cfg->retries.find(act);
+        it != s.cfg->retries.end() && s.fault_abort == 0 && s.fault_delay == 0) {
         s.retry = &it->second;
     }
 
@@ -1869,6 +1902,10 @@ void engine_impl::on_request_head(down_conn& d) noexcept
 
     if (act->timeout && act->timeout->count() > 0) {
         _r.arm(s.route_timer, static_cast<nanos>(act->timeout->count()));
+    }
+    if (s.fault_delay != 0) {
+        _r.arm(s.retry_timer, s.fault_delay); // the retry timer doubles as the fault delay
+        return;
     }
     start_upstream(d);
 }

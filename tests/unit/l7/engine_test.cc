@@ -824,5 +824,96 @@ spec:
     EXPECT_EQ(v1.requests(), 20); // every other attempt failed and was retried
 }
 
+TEST(L7Engine, FaultInjectionAbortsAndDelaysByPercentage)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - match: [{uri: {prefix: /abort}}]
+    fault: {abort: {httpStatus: 555, percentage: {value: 50}}}
+    route: [{destination: {host: svc.test}}]
+  - match: [{uri: {prefix: /delay}}]
+    fault: {delay: {fixedDelay: 0.3s, percentage: {value: 100}}}
+    route: [{destination: {host: svc.test}}]
+  - match: [{uri: {prefix: /slow}}]
+    timeout: 0.1s
+    fault: {delay: {fixedDelay: 0.4s, percentage: {value: 100}}}
+    route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    const int fd = connect_loopback(h.port());
+    std::string rest;
+    int aborted = 0;
+    const int total = 400;
+    for (int i = 0; i < total; ++i) {
+        ASSERT_TRUE(send_all(fd, get("x", "/abort")));
+        const response r = read_response(fd, rest);
+        ASSERT_TRUE(r.status == 555 || r.status == 200) << r.status;
+        aborted += r.status == 555 ? 1 : 0;
+    }
+    close(fd);
+    // 50% of 400: the binomial sd is 10; allow 4 sd.
+    EXPECT_NEAR(aborted, 200, 40);
+    const auto t0 = std::chrono::steady_clock::now();
+    const response d = request(h.port(), get("x", "/delay"));
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    EXPECT_EQ(d.status, 200);
+    EXPECT_GE(ms, 300);
+    // Istio: "timeouts or retries will not be enabled when faults are" -- the route's
+    // timeout is dropped at compile time, so the delayed request still succeeds.
+    const auto t1 = std::chrono::steady_clock::now();
+    EXPECT_EQ(request(h.port(), get("x", "/slow")).status, 200);
+    EXPECT_GE(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1)
+            .count(),
+        400);
+}
+
+TEST(L7Engine, CorsPreflightIsAnsweredAndResponsesCarryAllowOrigin)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - corsPolicy:
+      allowOrigins: [{exact: "https://app.example.com"}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-token]
+      maxAge: 24h
+      allowCredentials: true
+    route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    const response pre =
+        request(h.port(),
+                "OPTIONS /api HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example.com\r\n"
+                "Access-Control-Request-Method: POST\r\n\r\n",
+                "OPTIONS");
+    EXPECT_EQ(pre.status, 200);
+    EXPECT_EQ(pre.headers.at("access-control-allow-origin"), "https://app.example.com");
+    EXPECT_EQ(pre.headers.at("access-control-allow-methods"), "GET,POST");
+    EXPECT_EQ(pre.headers.at("access-control-max-age"), "86400");
+    EXPECT_EQ(v1.requests(), 0); // answered at the appliance
+    const response simple =
+        request(h.port(), get("x", "/api", "Origin: https://app.example.com\r\n"));
+    EXPECT_EQ(simple.status, 200);
+    EXPECT_EQ(simple.headers.at("access-control-allow-origin"), "https://app.example.com");
+    const response other = request(h.port(), get("x", "/api", "Origin: https://evil.example\r\n"));
+    EXPECT_EQ(other.headers.count("access-control-allow-origin"), 0U);
+}
+
 } // namespace
 } // namespace sluice::l7
