@@ -376,14 +376,20 @@ result<void> appliance::launch()
     ls.access_log = _cfg.l7.access_log;
     ls.trusted_sources = _cfg.l7.trusted_sources;
     ls.max_downstream_connections = _cfg.l7.max_connections;
+    ls.health = &_l7_health;
     auto eng = l7::engine::create(*_reactor, ls);
     if (!eng) {
         return err("l7: " + eng.err().message);
     }
     _engine = std::move(*eng);
     auto* sp = new slowpath_arg{
-        fastpath::slowpath_ctx{_ctx, nworkers, &_stats->lcore(_cfg.lcores.slowpath)}, _mirror.get(),
-        &_stop, _cfg.lcores.idle_sleep_us, _reactor.get(), _engine.get(), &_l7_slot};
+        fastpath::slowpath_ctx{_ctx, nworkers, &_stats->lcore(_cfg.lcores.slowpath)},
+        _mirror.get(),
+        &_stop,
+        _cfg.lcores.idle_sleep_us,
+        _reactor.get(),
+        _engine.get(),
+        &_l7_slot};
     if (rte_eal_remote_launch(slowpath_main, sp, _cfg.lcores.slowpath) != 0) {
         delete sp;
         _stop.store(true, std::memory_order_release);
@@ -580,6 +586,19 @@ void appliance::process_health()
             }
         }
     }
+    // The L7 engine's observations (5xx, gateway errors, connect and local-origin failures),
+    // for the snapshot they were made against; reports about an older one are dropped.
+    _l7_health.drain(_l7_reports);
+    if (_snap && _snap->current) {
+        for (const l7::health_report& r : _l7_reports) {
+            if (r.generation != _snap_generation || r.cluster >= _snap->current->clusters.size()) {
+                continue;
+            }
+            changed = _detector.report(_snap->current->clusters[r.cluster].name, r.endpoint, r.what,
+                                       now) ||
+                      changed;
+        }
+    }
     changed = _detector.tick(now) || changed;
     if (changed) {
         rebuild_l4(false);
@@ -677,12 +696,24 @@ ctl::api_hooks appliance::make_hooks()
             ctl::exposition e;
             for (const char* name :
                  {"envoy_cluster_upstream_rq_total", "envoy_cluster_upstream_cx_active",
+                  "envoy_cluster_upstream_cx_total", "envoy_cluster_upstream_rq_pending_overflow",
+                  "envoy_cluster_upstream_rq_retry_overflow",
                   "envoy_cluster_outlier_detection_ejections_active"}) {
+                const std::string_view n(name);
                 for (const auto& c : s->clusters) {
-                    const bool ej = std::string_view(name) ==
-                                    "envoy_cluster_outlier_detection_ejections_active";
-                    e.sample(name, {{"envoy_cluster_name", c.name}},
-                             ej ? static_cast<double>(_detector.ejections_active(c.name)) : 0);
+                    double v = 0;
+                    if (n == "envoy_cluster_outlier_detection_ejections_active") {
+                        v = static_cast<double>(_detector.ejections_active(c.name));
+                    } else if (auto cs = _engine ? _engine->cluster_stats(c.name) : std::nullopt) {
+                        v = static_cast<double>(
+                            n == "envoy_cluster_upstream_rq_total"    ? cs->rq_total
+                            : n == "envoy_cluster_upstream_cx_active" ? cs->cx_active
+                            : n == "envoy_cluster_upstream_cx_total"  ? cs->cx_total
+                            : n == "envoy_cluster_upstream_rq_retry_overflow"
+                                ? cs->retry_overflow
+                                : cs->rq_pending_overflow + cs->rq_overflow);
+                    }
+                    e.sample(name, {{"envoy_cluster_name", c.name}}, v);
                 }
             }
             text += e.text();
@@ -888,19 +919,18 @@ void appliance::print_stats() const
     if (_engine) {
         const l7::engine_stats& l = _engine->stats();
         auto v = [](const std::atomic<uint64_t>& x) { return x.load(std::memory_order_relaxed); };
-        std::printf("stats: l7 downstream_cx_total=%" PRIu64 " downstream_cx_active=%" PRIu64
-                    " downstream_rq_total=%" PRIu64 " rq_2xx=%" PRIu64 " rq_3xx=%" PRIu64
-                    " rq_4xx=%" PRIu64 " rq_5xx=%" PRIu64 " rq_bad=%" PRIu64
-                    " upstream_cx_total=%" PRIu64 " upstream_cx_active=%" PRIu64
-                    " upstream_cx_connect_fail=%" PRIu64 " upstream_rq_retry=%" PRIu64
-                    " upstream_rq_timeout=%" PRIu64 " no_route=%" PRIu64
-                    " no_healthy_upstream=%" PRIu64 " tunnels=%" PRIu64 "\n",
-                    v(l.downstream_cx_total), v(l.downstream_cx_active), v(l.downstream_rq_total),
-                    v(l.downstream_rq_2xx), v(l.downstream_rq_3xx), v(l.downstream_rq_4xx),
-                    v(l.downstream_rq_5xx), v(l.downstream_rq_bad), v(l.upstream_cx_total),
-                    v(l.upstream_cx_active), v(l.upstream_cx_connect_fail),
-                    v(l.upstream_rq_retry), v(l.upstream_rq_timeout), v(l.no_route),
-                    v(l.no_healthy_upstream), v(l.tunnels));
+        std::printf(
+            "stats: l7 downstream_cx_total=%" PRIu64 " downstream_cx_active=%" PRIu64
+            " downstream_rq_total=%" PRIu64 " rq_2xx=%" PRIu64 " rq_3xx=%" PRIu64 " rq_4xx=%" PRIu64
+            " rq_5xx=%" PRIu64 " rq_bad=%" PRIu64 " upstream_cx_total=%" PRIu64
+            " upstream_cx_active=%" PRIu64 " upstream_cx_connect_fail=%" PRIu64
+            " upstream_rq_retry=%" PRIu64 " upstream_rq_timeout=%" PRIu64 " no_route=%" PRIu64
+            " no_healthy_upstream=%" PRIu64 " tunnels=%" PRIu64 "\n",
+            v(l.downstream_cx_total), v(l.downstream_cx_active), v(l.downstream_rq_total),
+            v(l.downstream_rq_2xx), v(l.downstream_rq_3xx), v(l.downstream_rq_4xx),
+            v(l.downstream_rq_5xx), v(l.downstream_rq_bad), v(l.upstream_cx_total),
+            v(l.upstream_cx_active), v(l.upstream_cx_connect_fail), v(l.upstream_rq_retry),
+            v(l.upstream_rq_timeout), v(l.no_route), v(l.no_healthy_upstream), v(l.tunnels));
     }
     auto lcore_line = [&](unsigned l, const char* role) {
         const auto& c = _stats->lcore(l);

@@ -118,6 +118,8 @@ private:
     std::unique_ptr<l7::reactor> _reactor;
     std::unique_ptr<l7::engine> _engine;
     l7::config_slot _l7_slot;
+    l7::health_sink _l7_health;               // engine -> outlier detector
+    std::vector<l7::health_report> _l7_reports; // drained each tick (capacity kept)
     std::unique_ptr<ctl::config_store> _store;
     std::unique_ptr<ctl::api> _api;
     std::unique_ptr<ctl::rest_server> _rest;

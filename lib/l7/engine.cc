@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <map>
 #include <string_view>
 #include <unordered_map>
@@ -315,6 +316,25 @@ std::shared_ptr<const engine_config> config_slot::take()
     return std::move(_pending);
 }
 
+// ------------------------------------------------------------------------ health_sink
+
+void health_sink::push(const health_report& r)
+{
+    std::lock_guard<std::mutex> g(_mu);
+    if (_q.size() >= _capacity) {
+        _dropped.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    _q.push_back(r);
+}
+
+void health_sink::drain(std::vector<health_report>& out)
+{
+    out.clear();
+    std::lock_guard<std::mutex> g(_mu);
+    out.swap(_q);
+}
+
 // ------------------------------------------------------------------------ runtime objects
 
 struct up_conn;
@@ -330,8 +350,34 @@ struct host_rt {
     std::vector<up_conn*> idle;
 };
 
+/// What a cluster keeps across configs (by name): its circuit-breaker counters, the
+/// requests waiting for a connection, and its keep-alive pools (Envoy's pools are per
+/// cluster and host). Engine thread only, except the atomics, which metrics read.
+struct cluster_state {
+    std::string name;
+    // Limits from the current config (DestinationRule connectionPool; Istio's defaults are
+    // effectively unlimited).
+    uint32_t max_connections = UINT32_MAX;
+    uint32_t max_pending = UINT32_MAX;
+    uint32_t max_requests = UINT32_MAX;
+    uint32_t max_retries = UINT32_MAX;
+    uint32_t cx = 0;                   // upstream connections open (or opening)
+    std::atomic<uint32_t> cx_gauge{0}; // cx, for metrics
+    uint32_t rq_active = 0;            // requests between routing and their end
+    uint32_t retries_active = 0;       // requests with a retry in progress
+    std::deque<down_conn*> pending;
+    std::map<host_rt*, std::vector<up_conn*>> idle;
+    std::atomic<uint64_t> rq_total{0};
+    std::atomic<uint64_t> rq_pending_overflow{0};
+    std::atomic<uint64_t> rq_overflow{0};
+    std::atomic<uint64_t> retry_overflow{0};
+    std::atomic<uint64_t> cx_total{0};
+};
+
 /// A cluster under one config: its balancer, outstanding requests per endpoint and hosts.
 struct cluster_rt {
+    cluster_state* st = nullptr;
+    std::vector<std::vector<up_conn*>*> idle; ///< per endpoint: its pool in `st`
     const snapshot::cluster* c = nullptr;
     cluster_lb lb;
     std::vector<uint32_t> active;
@@ -339,6 +385,8 @@ struct cluster_rt {
     /// DestinationRule tls (origination); null: plain text.
     std::shared_ptr<const client_tls_context> tls;
     bool tls_error = false; ///< the policy's TLS could not be set up: connects fail (503 UF)
+    bool outlier = false;   ///< outlierDetection: report every outcome to the health sink
+    uint32_t index = 0;     ///< in the snapshot's clusters
     std::string sni;        ///< the SNI to send: tls.sni, else the service host
     nanos connect_timeout = 10ULL * 1'000'000'000ULL;
     nanos idle_timeout = 3600ULL * 1'000'000'000ULL;
@@ -480,7 +528,10 @@ struct stream {
     bool resp_chunked = false; // re-chunking a close-delimited response
     bool close_after = false;  // close the downstream connection after this response
     bool active_counted = false;
-    bool tcp_proxy = false;   // a TCP/TLS route: the connection is one tunnel, no HTTP
+    bool tcp_proxy = false; // a TCP/TLS route: the connection is one tunnel, no HTTP
+    bool pending = false;   // waiting in the cluster's queue for a connection
+    bool rq_counted = false;
+    bool retry_counted = false;
     uint16_t fault_abort = 0; // after an injected delay: answer this status instead
     nanos fault_delay = 0;
     uint8_t version_minor = 1;
@@ -538,7 +589,9 @@ struct up_conn final : io_handler, deferred {
     engine_impl* eng = nullptr;
     int fd = -1;
     host_rt* host = nullptr;
-    down_conn* owner = nullptr; // the downstream connection whose stream uses it
+    cluster_state* cs = nullptr;           // the cluster whose pool and limits it counts in
+    std::vector<up_conn*>* pool = nullptr; // its idle list in `cs`
+    down_conn* owner = nullptr;            // the downstream connection whose stream uses it
     bool closed = false;
     bool connecting = false;
     bool in_pool = false;
@@ -609,6 +662,10 @@ public:
     bool pick_host(down_conn& d) noexcept;
 
     up_conn* connect_to(host_rt* h, const cluster_rt& c) noexcept;
+    void connect_for(down_conn& d) noexcept;
+    void dispatch_pending(cluster_state& cs) noexcept;
+    void release_counts(stream& s) noexcept;
+    void overflow(down_conn& d) noexcept;
     void up_ready(up_conn& u, down_conn& d) noexcept;
     void up_flush(up_conn& u) noexcept;
     void up_read(up_conn& u) noexcept;
@@ -622,6 +679,13 @@ public:
     void start_tcp_upstream(down_conn& d, const snapshot::l4_route& route) noexcept;
 
     void log_request(const down_conn& d) noexcept;
+    void report(const stream& s, health::outcome o) noexcept
+    {
+        if (s.crt != nullptr && s.crt->outlier && s.ep < s.crt->c->endpoints.size()) {
+            _s.health->push(
+                {s.cfg->cfg->generation, s.crt->index, s.crt->c->endpoints[s.ep].id, o});
+        }
+    }
     uint64_t rand() noexcept { return splitmix(_rng); }
     void gen_request_id(std::string& out);
     bool trusted(const net::ip_addr& a) const noexcept
@@ -644,6 +708,8 @@ public:
     std::shared_ptr<config_rt> _cfg;
     std::vector<std::unique_ptr<listener_rt>> _listeners;
     std::map<std::string, std::unique_ptr<host_rt>, std::less<>> _hosts;
+    std::map<std::string, std::unique_ptr<cluster_state>, std::less<>> _clusters;
+    mutable std::mutex _clusters_mu; // guards _clusters' shape (metrics read it)
     std::vector<std::unique_ptr<down_conn>> _down_all;
     std::vector<down_conn*> _down_free;
     std::vector<std::unique_ptr<up_conn>> _up_all;
@@ -792,6 +858,8 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
         const snapshot::cluster& c = snap.clusters[i];
         cluster_rt& cr = rt->clusters[i];
         cr.c = &c;
+        cr.index = static_cast<uint32_t>(i);
+        cr.outlier = c.policy.outlier.has_value() && _s.health != nullptr;
         cr.active.assign(c.endpoints.size(), 0);
         cr.hosts.reserve(c.endpoints.size());
         unhealthy.assign(c.endpoints.size(), false);
@@ -806,6 +874,23 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
         cr.idle_timeout = static_cast<nanos>(
             std::min(c.policy.http.idle_timeout, c.policy.tcp.idle_timeout).count());
         cr.max_requests_per_connection = c.policy.http.max_requests_per_connection;
+        {
+            std::lock_guard<std::mutex> g(_clusters_mu);
+            auto& slot = _clusters[c.name];
+            if (!slot) {
+                slot = std::make_unique<cluster_state>();
+                slot->name = c.name;
+            }
+            cr.st = slot.get();
+        }
+        cr.st->max_connections = c.policy.tcp.max_connections;
+        cr.st->max_pending = c.policy.http.http1_max_pending_requests;
+        cr.st->max_requests = c.policy.http.http2_max_requests;
+        cr.st->max_retries = c.policy.http.max_retries;
+        cr.idle.reserve(cr.hosts.size());
+        for (host_rt* h : cr.hosts) {
+            cr.idle.push_back(&cr.st->idle[h]);
+        }
         if (c.policy.tls.mode != snapshot::tls_policy::mode_t::disable && !c.missing) {
             auto ct = client_tls_context::build(c.policy.tls, c.name);
             if (!ct) {
@@ -1009,6 +1094,9 @@ down_conn* engine_impl::alloc_down()
             auto* dc = static_cast<down_conn*>(ctx);
             engine_impl* e = dc->eng;
             e->_stats.upstream_rq_timeout.fetch_add(1, std::memory_order_relaxed);
+            if (dc->st.up != nullptr && !dc->st.resp_started) {
+                e->report(dc->st, health::outcome::local_origin_failure);
+            }
             if (dc->st.up != nullptr) {
                 up_conn* u = dc->st.up;
                 dc->st.up = nullptr;
@@ -1500,6 +1588,7 @@ void engine_impl::down_close(down_conn& d) noexcept
             --s.crt->active[s.ep];
         }
         s.active_counted = false;
+        release_counts(s);
         if ((!s.resp_done || s.tcp_proxy) && s.method.size() > 0) {
             log_request(d);
         }
@@ -1585,6 +1674,9 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.attempts = 0;
     s.fault_abort = 0;
     s.tcp_proxy = false;
+    s.pending = false;
+    s.rq_counted = false;
+    s.retry_counted = false;
     std::fill(std::begin(s.tried), std::end(s.tried), no_index);
     s.req.clear();
     s.req_sent = 0;
@@ -2107,6 +2199,7 @@ void engine_impl::finish_stream(down_conn& d) noexcept
         --s.crt->active[s.ep];
     }
     s.active_counted = false;
+    release_counts(s);
     log_request(d);
     s.cfg.reset();
     s.req.clear();
@@ -2285,9 +2378,33 @@ bool engine_impl::pick_host(down_conn& d) noexcept
     return false;
 }
 
+void engine_impl::overflow(down_conn& d) noexcept
+{
+    stream& s = d.st;
+    _stats.upstream_rq_overflow.fetch_add(1, std::memory_order_relaxed);
+    s.local = true;
+    s.close_after = s.close_after || !s.req_done;
+    local_reply(d, 503,
+                "upstream connect error or disconnect/reset before headers. reset reason: "
+                "overflow"sv,
+                rf_uo, {}, true);
+}
+
 void engine_impl::start_upstream(down_conn& d) noexcept
 {
     stream& s = d.st;
+    cluster_state& cs = *s.crt->st;
+    if (!s.rq_counted) {
+        // Concurrent requests (http2MaxRequests applies to every protocol, as in Envoy).
+        if (cs.rq_active >= cs.max_requests) {
+            cs.rq_overflow.fetch_add(1, std::memory_order_relaxed);
+            overflow(d);
+            return;
+        }
+        ++cs.rq_active;
+        s.rq_counted = true;
+        cs.rq_total.fetch_add(1, std::memory_order_relaxed);
+    }
     if (!pick_host(d)) {
         _stats.no_healthy_upstream.fetch_add(1, std::memory_order_relaxed);
         s.local = true;
@@ -2303,12 +2420,13 @@ void engine_impl::start_upstream(down_conn& d) noexcept
         s.active_counted = true;
     }
     _stats.upstream_rq_total.fetch_add(1, std::memory_order_relaxed);
-    host_rt* h = s.host;
     // A pooled connection first (most recently used: warm in the kernel and the server).
-    while (!h->idle.empty()) {
-        up_conn* u = h->idle.back();
-        h->idle.pop_back();
+    std::vector<up_conn*>& idle = *s.crt->idle[s.ep];
+    while (!idle.empty()) {
+        up_conn* u = idle.back();
+        idle.pop_back();
         u->in_pool = false;
+        u->pool = nullptr;
         _r.cancel(u->idle_timer);
         if (u->closed) {
             continue;
@@ -2319,13 +2437,78 @@ void engine_impl::start_upstream(down_conn& d) noexcept
         up_ready(*u, d);
         return;
     }
-    up_conn* u = connect_to(h, *s.crt);
+    if (cs.cx >= cs.max_connections) {
+        // maxConnections reached: wait for a connection (http1MaxPendingRequests), or 503 UO.
+        if (cs.pending.size() >= cs.max_pending) {
+            cs.rq_pending_overflow.fetch_add(1, std::memory_order_relaxed);
+            overflow(d);
+            return;
+        }
+        cs.pending.push_back(&d);
+        s.pending = true;
+        return;
+    }
+    connect_for(d);
+}
+
+void engine_impl::connect_for(down_conn& d) noexcept
+{
+    stream& s = d.st;
+    up_conn* u = connect_to(s.host, *s.crt);
     if (u == nullptr) {
         upstream_failed(d, rf_uf, true);
         return;
     }
     u->owner = &d;
     s.up = u;
+}
+
+void engine_impl::dispatch_pending(cluster_state& cs) noexcept
+{
+    while (!cs.pending.empty() && cs.cx < cs.max_connections) {
+        down_conn* d = cs.pending.front();
+        cs.pending.pop_front();
+        d->st.pending = false;
+        if (d->closed || !d->has_stream) {
+            continue;
+        }
+        // A connection to its host may have come back to the pool meanwhile.
+        std::vector<up_conn*>& idle = *d->st.crt->idle[d->st.ep];
+        if (!idle.empty()) {
+            up_conn* u = idle.back();
+            idle.pop_back();
+            u->in_pool = false;
+            u->pool = nullptr;
+            _r.cancel(u->idle_timer);
+            u->owner = d;
+            d->st.up = u;
+            up_ready(*u, *d);
+            continue;
+        }
+        connect_for(*d);
+    }
+}
+
+void engine_impl::release_counts(stream& s) noexcept
+{
+    if (s.crt == nullptr) {
+        return;
+    }
+    cluster_state& cs = *s.crt->st;
+    if (s.pending) {
+        cs.pending.erase(std::remove_if(cs.pending.begin(), cs.pending.end(),
+                                        [&](down_conn* d) { return &d->st == &s; }),
+                         cs.pending.end());
+        s.pending = false;
+    }
+    if (s.rq_counted) {
+        --cs.rq_active;
+        s.rq_counted = false;
+    }
+    if (s.retry_counted) {
+        --cs.retries_active;
+        s.retry_counted = false;
+    }
 }
 
 up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
@@ -2349,6 +2532,10 @@ up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
     up_conn* u = alloc_up();
     u->fd = fd;
     u->host = h;
+    u->cs = c.st;
+    ++c.st->cx;
+    c.st->cx_gauge.store(c.st->cx, std::memory_order_relaxed);
+    c.st->cx_total.fetch_add(1, std::memory_order_relaxed);
     u->owner = nullptr;
     u->closed = false;
     u->connecting = true;
@@ -2669,6 +2856,11 @@ void engine_impl::on_response_head(up_conn& u, down_conn& d) noexcept
 {
     const http1_message& m = u.parser.message();
     stream& s = d.st;
+    if (!m.informational) {
+        report(s, m.status == 502 || m.status == 503 || m.status == 504
+                      ? health::outcome::http_gateway_error
+                      : (m.status >= 500 ? health::outcome::http_5xx : health::outcome::success));
+    }
 
     // Retry on the response status before anything reaches the client.
     if (!m.informational && s.retry != nullptr && s.attempts <= s.retry->attempts &&
@@ -2681,6 +2873,10 @@ void engine_impl::on_response_head(up_conn& u, down_conn& d) noexcept
             for (uint32_t c : r.codes) {
                 again = again || c == m.status;
             }
+        }
+        if (again && !s.retry_counted && s.crt->st->retries_active >= s.crt->st->max_retries) {
+            s.crt->st->retry_overflow.fetch_add(1, std::memory_order_relaxed);
+            again = false; // maxRetries: the response goes to the client as it is
         }
         if (again) {
             s.up = nullptr;
@@ -2887,6 +3083,8 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
     if (d.closed) {
         return;
     }
+    report(s, connect_failure ? health::outcome::connect_failure
+                              : health::outcome::local_origin_failure);
     if (s.tcp_proxy) {
         s.flags |= flag;
         down_close(d); // a TCP proxy has no way to say why: the client sees the close
@@ -2897,7 +3095,12 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
         r != nullptr && s.attempts <= r->attempts && s.req_replayable &&
         ((connect_failure && (r->connect_failure || r->on_5xx || r->gateway_error)) ||
          (!connect_failure && (r->reset || r->on_5xx)));
-    if (retriable && (s.req_done || connect_failure)) {
+    const bool budget =
+        s.retry_counted || s.crt == nullptr || s.crt->st->retries_active < s.crt->st->max_retries;
+    if (retriable && !budget) {
+        s.crt->st->retry_overflow.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (retriable && budget && (s.req_done || connect_failure)) {
         _stats.upstream_rq_retry.fetch_add(1, std::memory_order_relaxed);
         schedule_retry(d);
         return;
@@ -2918,6 +3121,10 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
 void engine_impl::schedule_retry(down_conn& d) noexcept
 {
     stream& s = d.st;
+    if (!s.retry_counted) {
+        ++s.crt->st->retries_active;
+        s.retry_counted = true;
+    }
     if (s.active_counted && s.crt != nullptr && s.ep < s.crt->active.size()) {
         --s.crt->active[s.ep];
         s.active_counted = false;
@@ -2943,9 +3150,28 @@ void engine_impl::up_release(up_conn& u, down_conn& d, bool reusable) noexcept
         up_close(u);
         return;
     }
+    cluster_state& cs = *u.cs;
+    // A request waiting for a connection to this host takes it at once.
+    for (auto it = cs.pending.begin(); it != cs.pending.end(); ++it) {
+        down_conn* w = *it;
+        if (w->closed || !w->has_stream || w->st.host != u.host) {
+            continue;
+        }
+        cs.pending.erase(it);
+        w->st.pending = false;
+        u.owner = w;
+        w->st.up = &u;
+        up_ready(u, *w);
+        return;
+    }
     u.in_pool = true;
-    u.host->idle.push_back(&u);
+    u.pool = &cs.idle[u.host];
+    u.pool->push_back(&u);
     _r.arm(u.idle_timer, c->idle_timeout);
+    // A request waiting for another host needs a connection slot: free this one.
+    if (!cs.pending.empty()) {
+        up_close(u);
+    }
 }
 
 void engine_impl::up_close(up_conn& u) noexcept
@@ -2956,11 +3182,12 @@ void engine_impl::up_close(up_conn& u) noexcept
     u.closed = true;
     _r.cancel(u.connect_timer);
     _r.cancel(u.idle_timer);
-    if (u.in_pool) {
-        auto& idle = u.host->idle;
+    if (u.in_pool && u.pool != nullptr) {
+        auto& idle = *u.pool;
         idle.erase(std::remove(idle.begin(), idle.end(), &u), idle.end());
-        u.in_pool = false;
     }
+    u.in_pool = false;
+    u.pool = nullptr;
     _r.remove(u.fd);
     if (u.tls.valid()) {
         u.tls.shutdown();
@@ -2973,6 +3200,15 @@ void engine_impl::up_close(up_conn& u) noexcept
     --_up_active;
     _stats.upstream_cx_active.fetch_sub(1, std::memory_order_relaxed);
     _r.defer(&u);
+    if (u.cs != nullptr) {
+        cluster_state* cs = u.cs;
+        u.cs = nullptr;
+        --cs->cx;
+        cs->cx_gauge.store(cs->cx, std::memory_order_relaxed);
+        if (!cs->pending.empty()) {
+            dispatch_pending(*cs); // a slot opened
+        }
+    }
 }
 
 // ------------------------------------------------------------------------ access log
@@ -3085,6 +3321,24 @@ uint16_t engine::bound_port(uint32_t port) const noexcept
 const engine_stats& engine::stats() const noexcept
 {
     return _impl->_stats;
+}
+
+std::optional<cluster_counters> engine::cluster_stats(std::string_view name) const
+{
+    std::lock_guard<std::mutex> g(_impl->_clusters_mu);
+    auto it = _impl->_clusters.find(name);
+    if (it == _impl->_clusters.end()) {
+        return std::nullopt;
+    }
+    const cluster_state& c = *it->second;
+    cluster_counters out;
+    out.rq_total = c.rq_total.load(std::memory_order_relaxed);
+    out.cx_total = c.cx_total.load(std::memory_order_relaxed);
+    out.cx_active = c.cx_gauge.load(std::memory_order_relaxed);
+    out.rq_pending_overflow = c.rq_pending_overflow.load(std::memory_order_relaxed);
+    out.rq_overflow = c.rq_overflow.load(std::memory_order_relaxed);
+    out.retry_overflow = c.retry_overflow.load(std::memory_order_relaxed);
+    return out;
 }
 
 size_t engine::active_streams() const noexcept

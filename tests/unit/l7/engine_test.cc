@@ -915,5 +915,61 @@ spec:
     EXPECT_EQ(other.headers.count("access-control-allow-origin"), 0U);
 }
 
+TEST(L7Engine, CircuitBreakerAnswers503WithOverloadedHeader)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc, namespace: default}
+spec:
+  host: svc.test
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    // Four clients at once against a slow backend: one request holds the only connection,
+    // one waits (pending), the others overflow.
+    std::vector<std::thread> clients;
+    std::mutex mu;
+    std::vector<response> got;
+    for (int i = 0; i < 4; ++i) {
+        clients.emplace_back([&] {
+            response r = request(h.port(), get("x", "/sleep/300"));
+            std::lock_guard<std::mutex> g(mu);
+            got.push_back(std::move(r));
+        });
+    }
+    for (auto& t : clients) {
+        t.join();
+    }
+    int ok = 0;
+    int overflowed = 0;
+    for (const response& r : got) {
+        if (r.status == 200) {
+            ++ok;
+        } else if (r.status == 503) {
+            ++overflowed;
+            EXPECT_EQ(r.headers.at("x-envoy-overloaded"), "true");
+        }
+    }
+    EXPECT_EQ(ok + overflowed, 4);
+    EXPECT_GE(ok, 2);         // the connection holder and the pending one
+    EXPECT_GE(overflowed, 1); // at least one had no room
+    EXPECT_EQ(h.stats().upstream_rq_overflow.load(), static_cast<uint64_t>(overflowed));
+    EXPECT_LE(v1.connections(), 2); // one at a time (maxRequestsPerConnection 1: a new one)
+}
+
 } // namespace
 } // namespace sluice::l7

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,10 +40,42 @@ struct engine_config {
     uint64_t generation = 0;
 };
 
+/// One passive health observation of an upstream request (ISTIO.md outlierDetection): which
+/// endpoint of which cluster (an index into the snapshot of `generation`), and what happened.
+struct health_report {
+    uint64_t generation = 0;
+    uint32_t cluster = 0;
+    uint64_t endpoint = 0; ///< the endpoint's stable id
+    health::outcome what = health::outcome::success;
+};
+
+/// Reports from the engine thread to the thread that owns the outlier detector. push() takes
+/// a mutex (slow path: once per upstream response of a cluster with outlierDetection);
+/// drain() swaps the queue out. Bounded: beyond `capacity` reports are dropped and counted.
+class health_sink {
+public:
+    explicit health_sink(size_t capacity = 65536) : _capacity(capacity) {}
+    void push(const health_report& r);
+    /// Moves every queued report to `out` (cleared first).
+    void drain(std::vector<health_report>& out);
+    [[nodiscard]] uint64_t dropped() const noexcept
+    {
+        return _dropped.load(std::memory_order_relaxed);
+    }
+
+private:
+    std::mutex _mu;
+    std::vector<health_report> _q; // guarded by _mu
+    size_t _capacity;
+    std::atomic<uint64_t> _dropped{0};
+};
+
 /// Appliance-level settings (the `l7` section of the appliance config).
 struct engine_settings {
     /// Access log: a file path, "-" for stderr, "" for none. One line per request.
     std::string access_log;
+    /// Where passive health observations go (clusters with outlierDetection); null: nowhere.
+    health_sink* health = nullptr;
     /// Sources whose x-envoy-* request headers are trusted (kept); others have them removed.
     std::vector<net::prefix> trusted_sources;
     /// Listen on this address instead of the listener's own (tests and the harness: loopback).
@@ -85,6 +118,7 @@ struct engine_stats {
     std::atomic<uint64_t> upstream_rq_total{0};
     std::atomic<uint64_t> upstream_rq_retry{0};
     std::atomic<uint64_t> upstream_rq_timeout{0};
+    std::atomic<uint64_t> upstream_rq_overflow{0}; ///< 503 UO: a connectionPool limit
     std::atomic<uint64_t> upstream_resp_bad{0};
     std::atomic<uint64_t> no_route{0};
     std::atomic<uint64_t> no_healthy_upstream{0};
@@ -106,6 +140,16 @@ private:
     std::mutex _mu;
     std::shared_ptr<const engine_config> _pending; // guarded by _mu
     std::atomic<bool> _changed{false};
+};
+
+/// Per-cluster counters (Envoy's cluster stats), kept across configs by cluster name.
+struct cluster_counters {
+    uint64_t rq_total = 0;            ///< upstream_rq_total
+    uint64_t cx_total = 0;            ///< upstream_cx_total
+    uint64_t cx_active = 0;           ///< upstream_cx_active
+    uint64_t rq_pending_overflow = 0; ///< upstream_rq_pending_overflow (503 UO)
+    uint64_t rq_overflow = 0;         ///< concurrent-request limit overflow (503 UO)
+    uint64_t retry_overflow = 0;      ///< upstream_rq_retry_overflow
 };
 
 class engine_impl;
@@ -130,6 +174,9 @@ public:
     /// port_override of 0 the kernel chose it.
     [[nodiscard]] uint16_t bound_port(uint32_t port) const noexcept;
     [[nodiscard]] const engine_stats& stats() const noexcept;
+    /// The counters of cluster `name` ("outbound|80||host"); nullopt when the engine never
+    /// ran it. Any thread (takes a mutex; reads atomics).
+    [[nodiscard]] std::optional<cluster_counters> cluster_stats(std::string_view name) const;
     /// Outstanding requests and open connections (tests, shutdown).
     [[nodiscard]] size_t active_streams() const noexcept;
     /// Writes buffered access-log lines now.
