@@ -533,6 +533,8 @@ struct stream {
     bool rq_counted = false;
     bool retry_counted = false;
     uint16_t fault_abort = 0; // after an injected delay: answer this status instead
+    uint8_t nmirrors = 0;
+    uint32_t mirrors[2] = {no_index, no_index}; // mirror clusters drawn for this request
     nanos fault_delay = 0;
     uint8_t version_minor = 1;
     uint16_t status = 0;
@@ -580,6 +582,22 @@ struct down_conn final : io_handler, deferred {
     bool has_stream = false;
     timer idle_timer;
     up_conn* tunnel_peer = nullptr;
+
+    void on_io(uint32_t events) noexcept override;
+    void on_deferred() noexcept override;
+};
+
+/// A fire-and-forget copy of a request to a mirror cluster: connect, send, read the answer
+/// to its end and drop it. Nothing it does reaches the primary exchange.
+struct mirror_conn final : io_handler, deferred {
+    engine_impl* eng = nullptr;
+    int fd = -1;
+    bool closed = true;
+    bool connecting = false;
+    buffer out;
+    buffer in;
+    http1_parser parser{http1_parser::kind::response};
+    timer deadline;
 
     void on_io(uint32_t events) noexcept override;
     void on_deferred() noexcept override;
@@ -679,6 +697,8 @@ public:
     void start_tcp_upstream(down_conn& d, const snapshot::l4_route& route) noexcept;
 
     void log_request(const down_conn& d) noexcept;
+    void start_mirror(const stream& s, uint32_t cluster) noexcept;
+    void mirror_close(mirror_conn& m) noexcept;
     void report(const stream& s, health::outcome o) noexcept
     {
         if (s.crt != nullptr && s.crt->outlier && s.ep < s.crt->c->endpoints.size()) {
@@ -713,6 +733,8 @@ public:
     std::vector<std::unique_ptr<down_conn>> _down_all;
     std::vector<down_conn*> _down_free;
     std::vector<std::unique_ptr<up_conn>> _up_all;
+    std::vector<std::unique_ptr<mirror_conn>> _mirror_all;
+    std::vector<mirror_conn*> _mirror_free;
     std::vector<up_conn*> _up_free;
     size_t _down_active = 0;
     size_t _up_active = 0;
@@ -1055,6 +1077,9 @@ void engine_impl::shut_down() noexcept
         if (!u->closed && u->fd >= 0) {
             up_close(*u);
         }
+    }
+    for (auto& m : _mirror_all) {
+        mirror_close(*m);
     }
     _r.cancel(_log_timer);
     flush_log();
@@ -1673,6 +1698,7 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.retry = nullptr;
     s.attempts = 0;
     s.fault_abort = 0;
+    s.nmirrors = 0;
     s.tcp_proxy = false;
     s.pending = false;
     s.rq_counted = false;
@@ -1800,6 +1826,21 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     case snapshot::outcome::fault_abort: // an abort at 100%: decided below with the delay
     case snapshot::outcome::forward:
         break;
+    }
+
+    // Mirrors: each drawn independently by its percentage; the copy leaves when the request
+    // is complete (requests too large to keep whole are not mirrored).
+    s.nmirrors = 0;
+    for (const snapshot::mirror_action& mi : act->mirrors) {
+        if (s.nmirrors >= 2) {
+            break;
+        }
+        const bool hit = mi.percentage >= 100.0 ||
+                         (mi.percentage > 0.0 &&
+                          static_cast<double>(rand() % 1000000) < mi.percentage * 10000.0);
+        if (hit) {
+            s.mirrors[s.nmirrors++] = snapshot::destination_cluster(mi.dest, s.listener_port);
+        }
     }
 
     // Faults (ISTIO.md: independent draws; a faulted request is never retried). An abort
@@ -2042,9 +2083,190 @@ void engine_impl::on_request_done(down_conn& d) noexcept
         }
     }
     s.req_done = true;
+    if (s.nmirrors != 0 && !s.local && s.req_replayable) {
+        for (uint8_t i = 0; i < s.nmirrors; ++i) {
+            start_mirror(s, s.mirrors[i]);
+        }
+    }
+    s.nmirrors = 0;
     if (s.resp_done) {
         finish_stream(d);
     }
+}
+
+void engine_impl::start_mirror(const stream& s, uint32_t ci) noexcept
+{
+    if (ci == no_index || ci >= s.cfg->clusters.size() || s.cfg->clusters[ci].c->missing) {
+        _stats.mirror_failed.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    cluster_rt& c = s.cfg->clusters[ci];
+    lb_request lr;
+    lr.random = rand();
+    const uint32_t ep = c.lb.pick(lr, c.active);
+    if (ep >= c.hosts.size() || !c.hosts[ep]->usable || c.tls) {
+        _stats.mirror_failed.fetch_add(1, std::memory_order_relaxed);
+        return; // TODO(l7): mirrors to TLS-originating clusters
+    }
+    host_rt* h = c.hosts[ep];
+    const int fd =
+        socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0) {
+        _stats.mirror_failed.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    set_nonblock_opts(fd);
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&h->addr), h->addr_len) != 0 &&
+        errno != EINPROGRESS) {
+        close(fd);
+        _stats.mirror_failed.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    mirror_conn* m = nullptr;
+    if (!_mirror_free.empty()) {
+        m = _mirror_free.back();
+        _mirror_free.pop_back();
+    } else {
+        auto o = std::make_unique<mirror_conn>();
+        o->eng = this;
+        o->deadline.set(
+            [](timer&, void* ctx) {
+                auto* mc = static_cast<mirror_conn*>(ctx);
+                mc->eng->_stats.mirror_failed.fetch_add(1, std::memory_order_relaxed);
+                mc->eng->mirror_close(*mc);
+            },
+            o.get());
+        m = o.get();
+        _mirror_all.push_back(std::move(o));
+    }
+    m->fd = fd;
+    m->closed = false;
+    m->connecting = true;
+    m->in.clear();
+    m->out.clear();
+    m->parser.reset();
+    m->parser.set_request_method(s.method);
+    // The copy: the request as sent upstream, with the authority's host suffixed "-shadow"
+    // (Envoy's rule; the port stays).
+    const std::string_view req = s.req.view();
+    const size_t line_end = req.find("\r\n");
+    const size_t host_end =
+        line_end == std::string_view::npos ? line_end : req.find("\r\n", line_end + 2);
+    if (host_end == std::string_view::npos) {
+        m->out.append(req);
+    } else {
+        const std::string_view host_line = req.substr(line_end + 2, host_end - line_end - 2);
+        std::string_view value = host_line.substr(host_line.find(':') + 1);
+        while (!value.empty() && value.front() == ' ') {
+            value.remove_prefix(1);
+        }
+        const std::string_view host = snapshot::authority_host(value);
+        const size_t brackets = !value.empty() && value.front() == '[' ? 2 : 0;
+        const std::string_view port = value.substr(std::min(value.size(), host.size() + brackets));
+
+        m->out.append(req.substr(0, line_end + 2));
+        m->out.append("host: "sv);
+        m->out.append(value.substr(0, value.size() - port.size()));
+        m->out.append("-shadow"sv);
+        m->out.append(port);
+        m->out.append(req.substr(host_end));
+    }
+    if (!_r.add(fd, m, EPOLLIN | EPOLLOUT | EPOLLRDHUP).ok()) {
+        close(fd);
+        m->fd = -1;
+        m->closed = true;
+        _mirror_free.push_back(m);
+        return;
+    }
+    _stats.mirror_total.fetch_add(1, std::memory_order_relaxed);
+    _r.arm(m->deadline, 10ULL * 1'000'000'000ULL);
+}
+
+void mirror_conn::on_io(uint32_t events) noexcept
+{
+    if (closed) {
+        return;
+    }
+    if (connecting) {
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+        if (soerr != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
+            eng->_stats.mirror_failed.fetch_add(1, std::memory_order_relaxed);
+            eng->mirror_close(*this);
+            return;
+        }
+        if ((events & EPOLLOUT) == 0) {
+            return;
+        }
+        connecting = false;
+    }
+    while (!out.empty()) {
+        const ssize_t n = send(fd, out.view().data(), out.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            out.consume(static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            break;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        eng->_stats.mirror_failed.fetch_add(1, std::memory_order_relaxed);
+        eng->mirror_close(*this);
+        return;
+    }
+    for (;;) {
+        char* p = in.reserve(read_chunk);
+        const ssize_t n = recv(fd, p, read_chunk, 0);
+        if (n > 0) {
+            in.commit(static_cast<size_t>(n));
+            // Parse only to find the end of the answer; its bytes are dropped as they come.
+            for (;;) {
+                const http1_event ev = parser.parse(in.view());
+                in.consume(ev.consumed);
+                if (ev.kind == http1_event_kind::done && !parser.message().informational) {
+                    eng->mirror_close(*this);
+                    return;
+                }
+                if (ev.kind == http1_event_kind::error) {
+                    eng->mirror_close(*this);
+                    return;
+                }
+                if (ev.kind == http1_event_kind::need_more) {
+                    break;
+                }
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            return;
+        }
+        eng->mirror_close(*this); // the mirror closed: its answer (if any) is over
+        return;
+    }
+}
+
+void mirror_conn::on_deferred() noexcept
+{
+    eng->_mirror_free.push_back(this);
+}
+
+void engine_impl::mirror_close(mirror_conn& m) noexcept
+{
+    if (m.closed) {
+        return;
+    }
+    m.closed = true;
+    _r.cancel(m.deadline);
+    _r.remove(m.fd);
+    close(m.fd);
+    m.fd = -1;
+    _r.defer(&m);
 }
 
 void engine_impl::local_reply(down_conn& d, uint16_t status, std::string_view body, uint32_t flags,

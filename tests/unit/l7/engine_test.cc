@@ -182,7 +182,8 @@ std::string get(std::string_view host, std::string_view path, std::string_view e
 /// /flaky fails every other request with 503.
 class backend {
 public:
-    explicit backend(std::string name) : _name(std::move(name))
+    explicit backend(std::string name, int delay_ms = 0)
+        : _name(std::move(name)), _delay_ms(delay_ms)
     {
         _fd = listen_loopback(_port);
         _accept = std::thread([this] { accept_loop(); });
@@ -211,6 +212,11 @@ public:
     uint16_t port() const { return _port; }
     int connections() const { return _accepted.load(); }
     int requests() const { return _requests.load(); }
+    std::string last_host()
+    {
+        std::lock_guard<std::mutex> g(_mu);
+        return _last_host;
+    }
     const std::string& name() const { return _name; }
 
 private:
@@ -258,6 +264,7 @@ private:
                         out += std::string(h.name) + ": " + std::string(h.value) + "\n";
                     }
                     _target = std::string(m.target);
+                    _last_host = std::string(m.header("host"));
                     _upgrade = m.upgrade;
                     body_bytes = 0;
                     again = true;
@@ -292,6 +299,9 @@ private:
     void respond(int c, const std::string& body)
     {
         int status = 200;
+        if (_delay_ms != 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(_delay_ms));
+        }
         if (_target.rfind("/status/", 0) == 0) {
             status = std::atoi(_target.c_str() + 8);
         } else if (_target.rfind("/sleep/", 0) == 0) {
@@ -320,6 +330,7 @@ private:
     }
 
     std::string _name;
+    int _delay_ms = 0;
     int _fd = -1;
     uint16_t _port = 0;
     std::atomic<bool> _stop{false};
@@ -327,6 +338,7 @@ private:
     std::atomic<int> _requests{0};
     std::atomic<int> _flaky{0};
     std::string _target; // per connection in practice: tests use one at a time
+    std::string _last_host;
     bool _upgrade = false;
     std::thread _accept;
     std::mutex _mu;
@@ -969,6 +981,42 @@ spec:
     EXPECT_GE(overflowed, 1); // at least one had no room
     EXPECT_EQ(h.stats().upstream_rq_overflow.load(), static_cast<uint64_t>(overflowed));
     EXPECT_LE(v1.connections(), 2); // one at a time (maxRequestsPerConnection 1: a new one)
+}
+
+TEST(L7Engine, MirrorsGetACopyWithShadowHostAndNeverDelayThePrimary)
+{
+    backend primary("primary");
+    backend shadow("shadow", 400); // a slow mirror
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&primary}) +
+                             service("mirror.test", {&shadow}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: svc.test}}]
+    mirror: {host: mirror.test}
+    mirrorPercentage: {value: 100}
+)";
+    harness h(yaml);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 5; ++i) {
+        const response r = request(h.port(), get("www.example.com:8080", "/m"));
+        EXPECT_EQ(r.status, 200);
+        EXPECT_EQ(backend_of(r), "primary");
+    }
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    EXPECT_LT(ms, 1000); // five primaries do not wait for a 400 ms mirror each
+    for (int i = 0; i < 300 && shadow.requests() < 5; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(shadow.requests(), 5);
+    EXPECT_EQ(shadow.last_host(), "www.example.com-shadow:8080");
+    EXPECT_EQ(primary.requests(), 5);
 }
 
 } // namespace
