@@ -14,8 +14,9 @@ PKGS=(
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   dpdk iproute2 iputils-ping ethtool curl netcat-openbsd python3 procps clang-format
-  # benchmarks: dpdk-testpmd (Debian 12 ships it in dpdk-dev), perf's stdbuf (coreutils)
-  dpdk-dev coreutils
+  # benchmarks: dpdk-testpmd (Debian 12 ships it in dpdk-dev), perf's stdbuf (coreutils);
+  # perf/l7_vs_peers.sh: the L7 peers haproxy and nginx-light, the load generator wrk
+  dpdk-dev coreutils haproxy nginx-light wrk
 )
 
 missing=()
