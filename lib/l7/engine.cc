@@ -22,6 +22,7 @@
 #include "sluice/base/hash.hh"
 #include "sluice/base/log.hh"
 #include "sluice/l7/http1.hh"
+#include "sluice/l7/health_check.hh"
 #include "sluice/l7/lb.hh"
 #include "sluice/l7/tls.hh"
 #include "sluice/snapshot/host_match.hh"
@@ -38,6 +39,8 @@ using namespace std::string_view_literals;
 using snapshot::no_index;
 
 constexpr size_t read_chunk = 16 * 1024;
+/// A read asks for at least this much room (the buffer grows only when it lacks it).
+constexpr size_t min_read = 2048;
 /// A request head may be up to 8 KiB of line plus 60 KiB of headers (http1_limits).
 constexpr size_t max_in_buffer = 96 * 1024;
 /// Pause the producer when this much waits to be written to a socket.
@@ -565,6 +568,7 @@ struct down_conn final : io_handler, deferred {
     bool closing = false; // close once `out` is written
     bool read_eof = false;
     bool read_blocked = false;
+    bool hup = false; // the last event carried a hang-up: read until 0
     bool processing = false;
     bool trusted = false;
     std::shared_ptr<const listener_info> info;
@@ -614,6 +618,7 @@ struct up_conn final : io_handler, deferred {
     bool connecting = false;
     bool in_pool = false;
     bool read_blocked = false;
+    bool hup = false; // the last event carried a hang-up: read until 0
     bool tunnel = false;
     bool handshaking = false;
     tls_stream tls;
@@ -631,7 +636,7 @@ struct up_conn final : io_handler, deferred {
 
 class engine_impl {
 public:
-    engine_impl(reactor& r, engine_settings s) : _r(r), _s(std::move(s))
+    engine_impl(reactor& r, engine_settings s) : _r(r), _s(std::move(s)), _checker(r)
     {
         _rng = static_cast<uint64_t>(r.now()) ^ 0x5eed5eed5eedULL ^
                (static_cast<uint64_t>(getpid()) << 32);
@@ -697,6 +702,19 @@ public:
     void start_tcp_upstream(down_conn& d, const snapshot::l4_route& route) noexcept;
 
     void log_request(const down_conn& d) noexcept;
+    /// The wall-clock second for the access log, formatted once per second.
+    std::string_view log_time() noexcept
+    {
+        const time_t t = std::time(nullptr);
+        if (t != _log_sec) {
+            _log_sec = t;
+            struct tm tmv {};
+            gmtime_r(&t, &tmv);
+            _log_sec_len =
+                std::strftime(_log_sec_text, sizeof(_log_sec_text), "%Y-%m-%dT%H:%M:%SZ", &tmv);
+        }
+        return {_log_sec_text, _log_sec_len};
+    }
     void start_mirror(const stream& s, uint32_t cluster) noexcept;
     void mirror_close(mirror_conn& m) noexcept;
     void report(const stream& s, health::outcome o) noexcept
@@ -743,10 +761,14 @@ public:
     std::vector<snapshot::header> _hdrs; // route-match view of a request's headers
     buffer _head;                        // response heads being written
     int _log_fd = -1;
+    time_t _log_sec = 0;
+    char _log_sec_text[40] = {};
+    size_t _log_sec_len = 0;
     bool _log_close = false;
     buffer _log;
     timer _log_timer;
     bool _down = false;
+    active_checker _checker;
 };
 
 // ------------------------------------------------------------------------ apply
@@ -1050,6 +1072,7 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
         }
     }
     _listeners = std::move(next);
+    _checker.apply(snap);
     _cfg = std::move(rt);
     if (!errors.empty()) {
         return err(errors);
@@ -1068,6 +1091,7 @@ void engine_impl::shut_down() noexcept
         close(l->fd);
     }
     _listeners.clear();
+    _checker.stop();
     for (auto& d : _down_all) {
         if (!d->closed && d->fd >= 0) {
             down_close(*d);
@@ -1100,13 +1124,12 @@ down_conn* engine_impl::alloc_down()
     }
     auto d = std::make_unique<down_conn>();
     d->eng = this;
-    d->in.data.resize(read_chunk * 2);
-    d->out.data.resize(read_chunk);
-    d->st.req.data.resize(read_chunk);
+    // Small to start (memory per idle connection); buffers grow to what traffic needs and
+    // keep it (pooled objects: no allocation per request in steady state).
+    d->in.data.resize(8192);
     for (std::string* s :
-         {&d->st.method, &d->st.path, &d->st.authority, &d->st.xff, &d->st.user_agent,
-          &d->st.request_id, &d->st.origin, &d->st.start_time, &d->st.set_cookie}) {
-        s->reserve(128);
+         {&d->st.method, &d->st.path, &d->st.authority, &d->st.request_id, &d->st.start_time}) {
+        s->reserve(64);
     }
     d->idle_timer.set(
         [](timer&, void* ctx) {
@@ -1162,7 +1185,7 @@ up_conn* engine_impl::alloc_up()
     }
     auto u = std::make_unique<up_conn>();
     u->eng = this;
-    u->in.data.resize(read_chunk * 2);
+    u->in.data.resize(8192);
     u->connect_timer.set(
         [](timer&, void* ctx) {
             auto* uc = static_cast<up_conn*>(ctx);
@@ -1233,6 +1256,7 @@ void engine_impl::accept_ready(listener_rt& l) noexcept
         d->closing = false;
         d->read_eof = false;
         d->read_blocked = false;
+        d->hup = false;
         d->processing = false;
         d->has_stream = false;
         d->tunnel_peer = nullptr;
@@ -1324,6 +1348,7 @@ void down_conn::on_io(uint32_t events) noexcept
         }
     }
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+        hup = hup || (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
         eng->down_read(*this);
     }
 }
@@ -1361,10 +1386,16 @@ void engine_impl::down_read(down_conn& d) noexcept
             d.read_blocked = true; // resumed when the parser consumes
             break;
         }
-        char* p = d.in.reserve(read_chunk);
-        const ssize_t n = io_recv(d.fd, d.tls, p, d.in.data.size() - d.in.end);
+        char* p = d.in.reserve(min_read);
+        const size_t space = d.in.data.size() - d.in.end;
+        const ssize_t n = io_recv(d.fd, d.tls, p, space);
         if (n > 0) {
             d.in.commit(static_cast<size_t>(n));
+            // A short read emptied the socket (see up_read): parse now, the next edge brings
+            // more.
+            if (static_cast<size_t>(n) < space && !d.tls.valid() && !d.hup) {
+                break;
+            }
             continue;
         }
         if (n == 0) {
@@ -1527,33 +1558,17 @@ void engine_impl::down_write(down_conn& d, std::string_view s)
     if (d.closed) {
         return;
     }
+    // Buffered: whoever writes flushes once at the end of its batch, so a response head and
+    // the body that arrived with it leave in one send (one segment, one wake-up).
     d.st.bytes_out += s.size();
-    if (d.out.empty()) {
-        // Write straight from the caller's bytes; buffer only what the socket refuses.
-        while (!s.empty()) {
-            const ssize_t n = io_send(d.fd, d.tls, s.data(), s.size());
-            if (n > 0) {
-                s.remove_prefix(static_cast<size_t>(n));
-                continue;
-            }
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n < 0 && errno == EAGAIN) {
-                break;
-            }
-            d.st.flags |= rf_dc;
-            down_close(d);
-            return;
-        }
-    }
-    if (!s.empty()) {
-        d.out.append(s);
-    }
+    d.out.append(s);
 }
 
 void engine_impl::down_flush(down_conn& d) noexcept
 {
+    if (d.closed) {
+        return;
+    }
     while (!d.out.empty()) {
         const ssize_t n = io_send(d.fd, d.tls, d.out.view().data(), d.out.size());
         if (n > 0) {
@@ -1750,13 +1765,8 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     } else {
         s.request_id.assign(rid);
     }
-    {
-        const time_t t = std::time(nullptr);
-        struct tm tmv {};
-        gmtime_r(&t, &tmv);
-        char tb[40];
-        const size_t n = std::strftime(tb, sizeof(tb), "%Y-%m-%dT%H:%M:%SZ", &tmv);
-        s.start_time.assign(tb, n);
+    if (_log_fd >= 0) {
+        s.start_time.assign(log_time());
     }
     if (!s.cfg || d.info == nullptr) {
         s.local = true;
@@ -2301,6 +2311,10 @@ void engine_impl::local_reply(down_conn& d, uint16_t status, std::string_view bo
         down_write(d, body);
     }
     s.resp_done = true;
+    down_flush(d);
+    if (d.closed) {
+        return;
+    }
     if (s.req_done) {
         finish_stream(d);
     }
@@ -2340,6 +2354,10 @@ void engine_impl::direct_reply(down_conn& d, uint16_t status, std::string_view b
     down_write(d, b.view());
     b.clear();
     s.resp_done = true;
+    down_flush(d);
+    if (d.closed) {
+        return;
+    }
     if (s.req_done) {
         finish_stream(d);
     }
@@ -2390,6 +2408,10 @@ void engine_impl::cors_preflight(down_conn& d, const snapshot::cors_action& c) n
     down_write(d, b.view());
     b.clear();
     s.resp_done = true;
+    down_flush(d);
+    if (d.closed) {
+        return;
+    }
     if (s.req_done) {
         finish_stream(d);
     }
@@ -2500,13 +2522,8 @@ void engine_impl::tcp_route(down_conn& d) noexcept
     s.user_agent.clear();
     s.request_id.clear();
     s.origin.clear();
-    {
-        const time_t t = std::time(nullptr);
-        struct tm tmv {};
-        gmtime_r(&t, &tmv);
-        char tb[40];
-        const size_t n = std::strftime(tb, sizeof(tb), "%Y-%m-%dT%H:%M:%SZ", &tmv);
-        s.start_time.assign(tb, n);
+    if (_log_fd >= 0) {
+        s.start_time.assign(log_time());
     }
     if (!s.cfg) {
         down_close(d);
@@ -2763,6 +2780,7 @@ up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
     u->connecting = true;
     u->in_pool = false;
     u->read_blocked = false;
+    u->hup = false;
     u->tunnel = false;
     u->requests = 0;
     u->in.clear();
@@ -2870,6 +2888,7 @@ void up_conn::on_io(uint32_t events) noexcept
         }
     }
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+        hup = hup || (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
         e->up_read(*this);
     }
 }
@@ -2942,11 +2961,18 @@ void engine_impl::up_read(up_conn& u) noexcept
             u.read_blocked = true; // resumed by down_flush
             return;
         }
-        char* p = u.in.reserve(read_chunk);
-        const ssize_t n = io_recv(u.fd, u.tls, p, u.in.data.size() - u.in.end);
+        char* p = u.in.reserve(min_read);
+        const size_t space = u.in.data.size() - u.in.end;
+        const ssize_t n = io_recv(u.fd, u.tls, p, space);
         if (n > 0) {
             u.in.commit(static_cast<size_t>(n));
             up_process(u, d);
+            down_flush(d);
+            // A short read emptied the socket: the next edge brings more (TLS may hold
+            // decrypted bytes, and a seen hang-up needs the read that returns 0).
+            if (static_cast<size_t>(n) < space && !u.tls.valid() && !u.hup) {
+                return;
+            }
             continue;
         }
         if (n < 0 && errno == EINTR) {
@@ -2963,6 +2989,7 @@ void engine_impl::up_read(up_conn& u) noexcept
             // A close-delimited body ended.
             if (s.resp_chunked) {
                 down_write(*owner, "0\r\n\r\n"sv);
+                down_flush(*owner);
             } else {
                 s.close_after = true;
             }
@@ -3267,6 +3294,7 @@ void engine_impl::tunnel_pump(down_conn& d, up_conn& u) noexcept
     if (!u.in.empty() && !d.closed) {
         down_write(d, u.in.view());
         u.in.clear();
+        down_flush(d);
     }
     char tmp[read_chunk];
     while (!d.closed && !u.closed) {
@@ -3277,6 +3305,7 @@ void engine_impl::tunnel_pump(down_conn& d, up_conn& u) noexcept
         const ssize_t n = io_recv(u.fd, u.tls, tmp, sizeof(tmp));
         if (n > 0) {
             down_write(d, {tmp, static_cast<size_t>(n)});
+            down_flush(d);
             continue;
         }
         if (n < 0 && errno == EINTR) {
@@ -3561,6 +3590,16 @@ std::optional<cluster_counters> engine::cluster_stats(std::string_view name) con
     out.rq_overflow = c.rq_overflow.load(std::memory_order_relaxed);
     out.retry_overflow = c.retry_overflow.load(std::memory_order_relaxed);
     return out;
+}
+
+uint64_t engine::active_check_version() const noexcept
+{
+    return _impl->_checker.version();
+}
+
+std::vector<uint64_t> engine::active_check_failed() const
+{
+    return _impl->_checker.failed();
 }
 
 size_t engine::active_streams() const noexcept
