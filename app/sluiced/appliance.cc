@@ -496,7 +496,7 @@ void appliance::rebuild_l4(bool reconfigure)
         }
         _detector.configure(std::move(cc), steady_now());
     }
-    _health = health::table::build(_detector, {});
+    _health = health::table::build(_detector, _active_failed);
     fastpath::l4_view_input in;
     in.snap = s;
     in.default_forwarding = _l4_default;
@@ -598,6 +598,12 @@ void appliance::process_health()
                                        now) ||
                       changed;
         }
+    }
+    // Active health checks run on the slow-path lcore; their failing set joins the table.
+    if (_engine && _engine->active_check_version() != _active_version) {
+        _active_version = _engine->active_check_version();
+        _active_failed = _engine->active_check_failed();
+        changed = true;
     }
     changed = _detector.tick(now) || changed;
     if (changed) {

@@ -118,8 +118,10 @@ private:
     std::unique_ptr<l7::reactor> _reactor;
     std::unique_ptr<l7::engine> _engine;
     l7::config_slot _l7_slot;
-    l7::health_sink _l7_health;               // engine -> outlier detector
+    l7::health_sink _l7_health;                 // engine -> outlier detector
     std::vector<l7::health_report> _l7_reports; // drained each tick (capacity kept)
+    std::vector<uint64_t> _active_failed; // endpoints failing active checks (guarded by _snap_mu)
+    uint64_t _active_version = 0;
     std::unique_ptr<ctl::config_store> _store;
     std::unique_ptr<ctl::api> _api;
     std::unique_ptr<ctl::rest_server> _rest;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -37,6 +38,9 @@ struct service_info {
     std::string mode_source = "default (PreferNetwork toward backends)";
     int mode_rank = 0;      ///< 3 Service field, 2 Service annotation, 1 ServiceEntry annotation
     std::string forwarding; ///< sluice.io/forwarding (Service over ServiceEntry); empty: default
+    /// sluice.io/health-check as written (Service over ServiceEntry); unset: no active checks.
+    std::optional<std::string> health_check;
+    std::string health_check_source; ///< "Service ns/name" the annotation came from
 };
 
 struct state {

@@ -5,6 +5,7 @@
 
 #include "detail.hh"
 #include "sluice/maglev/maglev.hh"
+#include "sluice/model/decode.hh"
 #include "sluice/snapshot/host_match.hh"
 #include "sluice/base/ascii.hh"
 
@@ -33,6 +34,7 @@ namespace {
 
 constexpr const char* annotation_distribution = "networking.istio.io/traffic-distribution";
 constexpr const char* annotation_forwarding = "sluice.io/forwarding";
+constexpr const char* annotation_health_check = model::health_check_annotation_key;
 
 template <typename T>
 std::vector<const T*> sorted(const std::vector<T>& v)
@@ -250,6 +252,11 @@ result<void> build_registry(state& s)
             it != svc->meta.annotations.end()) {
             si.forwarding = it->second;
         }
+        if (const auto it = svc->meta.annotations.find(annotation_health_check);
+            it != svc->meta.annotations.end()) {
+            si.health_check = it->second;
+            si.health_check_source = id;
+        }
         if (si.mode_rank == 0 && label_or(svc->meta.labels_, "gateway.istio.io/managed", "") ==
                                      "istio.io-mesh-controller") {
             si.mode = locality::mode::prefer_close;
@@ -348,6 +355,11 @@ result<void> build_registry(state& s)
             if (const auto it = se->meta.annotations.find(annotation_forwarding);
                 it != se->meta.annotations.end() && si.forwarding.empty()) {
                 si.forwarding = it->second;
+            }
+            if (const auto it = se->meta.annotations.find(annotation_health_check);
+                it != se->meta.annotations.end() && !si.health_check) {
+                si.health_check = it->second;
+                si.health_check_source = id;
             }
             if (eps.empty() && dns && host.find('*') == std::string::npos) {
                 // DNS resolution without endpoints: the host itself is the endpoint.
@@ -607,10 +619,37 @@ locality::lb_setting to_lb_setting(const model::locality_lb_setting& l)
     return out;
 }
 
+// The host's sluice.io/health-check, parsed again (validate() reported a bad one at apply
+// time; one that reaches compile anyway is left out with a note rather than failing the
+// whole snapshot).
+std::optional<snapshot::health_check_spec> health_check_of(state& s, const service_info& si)
+{
+    if (!si.health_check) {
+        return std::nullopt;
+    }
+    auto hc = model::parse_health_check(*si.health_check);
+    if (!hc) {
+        s.note(si.health_check_source + ": metadata.annotations[sluice.io/health-check]: " +
+               hc.err().message + ": no active health check for " + si.host);
+        return std::nullopt;
+    }
+    snapshot::health_check_spec out;
+    out.kind = hc->kind == model::health_check_annotation::kind_t::http
+                   ? snapshot::health_check_spec::kind_t::http
+                   : snapshot::health_check_spec::kind_t::tcp;
+    out.path = hc->path;
+    out.interval = hc->interval;
+    out.timeout = hc->timeout;
+    out.unhealthy_threshold = hc->unhealthy_threshold;
+    out.healthy_threshold = hc->healthy_threshold;
+    return out;
+}
+
 // A cluster with endpoints and policy; plan and Maglev come in finalize_clusters().
 snapshot::cluster make_cluster(const state& s, const service_info& si,
                                const model::destination_rule* dr, const model::subset* sub,
-                               const svc_port& port)
+                               const svc_port& port,
+                               const std::optional<snapshot::health_check_spec>& health_check)
 {
     snapshot::cluster c;
     c.host = si.host;
@@ -641,6 +680,7 @@ snapshot::cluster make_cluster(const state& s, const service_info& si,
 
     const merged_policy m = merge(dr, sub, port.number);
     c.policy = to_snapshot(m);
+    c.health_check = health_check; // the host's: every port and subset probes alike
     c.locality_policy.same_node_only = si.itp_local;
     if (dr != nullptr) {
         c.policy.source = "DestinationRule " + dr->meta.ns + "/" + dr->meta.name;
@@ -697,6 +737,7 @@ result<void> build_service_clusters(state& s)
             continue; // a wildcard ServiceEntry host has no cluster of its own
         }
         const model::destination_rule* dr = s.rule_for(host);
+        const std::optional<snapshot::health_check_spec> health_check = health_check_of(s, si);
         for (const svc_port& port : si.ports) {
             std::vector<const model::subset*> subsets{nullptr};
             if (dr != nullptr) {
@@ -708,7 +749,7 @@ result<void> build_service_clusters(state& s)
                 if (sub != nullptr && find_subset(dr, sub->name) != sub) {
                     continue; // a repeated subset name: the first definition stays
                 }
-                snapshot::cluster c = make_cluster(s, si, dr, sub, port);
+                snapshot::cluster c = make_cluster(s, si, dr, sub, port, health_check);
                 const auto idx = static_cast<uint32_t>(s.snap.clusters.size());
                 s.cluster_by_name.emplace(c.name, idx);
                 s.snap.clusters.push_back(std::move(c));

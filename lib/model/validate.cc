@@ -1393,6 +1393,59 @@ void check_forwarding_annotation(sink& s, const object_meta& m)
     }
 }
 
+// ---------------------------------------------------------------- sluice.io/health-check
+
+/// `"text"` with '"', '\\' and bytes outside printable ASCII escaped, so a stray space or
+/// control character shows in the message.
+std::string quoted(std::string_view text)
+{
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (c < 0x20 || c >= 0x7f) {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0xf];
+        } else {
+            out += ch;
+        }
+    }
+    return out + "\"";
+}
+
+/// A duration as the shortest exact Go text: 5s, 500ms, 1500us, 7ns.
+std::string duration_text(duration d)
+{
+    const auto ns = d.count();
+    if (ns != 0 && ns % 1'000'000'000 == 0) {
+        return std::to_string(ns / 1'000'000'000) + "s";
+    }
+    if (ns != 0 && ns % 1'000'000 == 0) {
+        return std::to_string(ns / 1'000'000) + "ms";
+    }
+    if (ns != 0 && ns % 1'000 == 0) {
+        return std::to_string(ns / 1'000) + "us";
+    }
+    return std::to_string(ns) + (ns == 0 ? "s" : "ns");
+}
+
+// sluice's own annotation: active health checks of the service's endpoints (the syntax is
+// in decode.hh, parse_health_check()).
+void check_health_check_annotation(sink& s, const object_meta& m)
+{
+    const auto it = m.annotations.find(health_check_annotation_key);
+    if (it == m.annotations.end()) {
+        return;
+    }
+    if (auto hc = parse_health_check(it->second); !hc) {
+        s.error("metadata.annotations[sluice.io/health-check]", hc.err().message);
+    }
+}
+
 void check_workload(sink& s, const std::string& p, const workload_spec& w, bool allow_fqdn,
                     const std::set<std::string>* service_ports)
 {
@@ -1436,6 +1489,7 @@ void check_service_entry(sink& s, const service_entry& se)
     using r = service_entry::resolution_t;
     check_traffic_distribution_annotation(s, se.meta);
     check_forwarding_annotation(s, se.meta);
+    check_health_check_annotation(s, se.meta);
     if (!se.workload_selector.empty() && !se.endpoints.empty()) {
         s.error("spec", "only one of WorkloadSelector or Endpoints is allowed in Service Entry");
     }
@@ -1561,6 +1615,7 @@ void check_service(sink& s, const k8s_service& svc)
     }
     check_traffic_distribution_annotation(s, svc.meta);
     check_forwarding_annotation(s, svc.meta);
+    check_health_check_annotation(s, svc.meta);
     const auto& itp = svc.internal_traffic_policy;
     if (!itp.empty() && itp != "Cluster" && itp != "Local") {
         s.error("spec.internalTrafficPolicy",
@@ -1619,6 +1674,128 @@ std::vector<diagnostic> validate(const mesh& m, const options& opts)
         check_endpoint_slice(s, es);
     }
     return out;
+}
+
+result<health_check_annotation> parse_health_check(std::string_view text)
+{
+    // KIND[,key=value]... (decode.hh): the first item is the kind, the rest are options.
+    constexpr const char* options_expected =
+        "expected interval=<duration>, timeout=<duration>, unhealthyThreshold=<int> or "
+        "healthyThreshold=<int>";
+    health_check_annotation hc;
+    if (text.empty()) {
+        return err("empty health check; expected \"tcp\" or \"http:<path>\", optionally "
+                   "followed by comma-separated key=value options, e.g. "
+                   "\"http:/healthz,interval=5s,timeout=1s\"");
+    }
+    const auto comma = text.find(',');
+    const std::string_view first = text.substr(0, comma);
+    std::string_view rest = comma == std::string_view::npos ? "" : text.substr(comma + 1);
+    const auto colon = first.find(':');
+    const std::string_view kind = first.substr(0, colon);
+    if (kind == "tcp") {
+        if (colon != std::string_view::npos) {
+            return err("health check kind tcp takes no path (got " + quoted(first) +
+                       "); expected \"tcp\" or \"http:<path>\"");
+        }
+        hc.kind = health_check_annotation::kind_t::tcp;
+    } else if (kind == "http") {
+        if (colon == std::string_view::npos) {
+            return err("health check kind http needs a path; expected \"http:<path>\", e.g. "
+                       "\"http:/healthz\"");
+        }
+        const std::string_view path = first.substr(colon + 1);
+        if (path.empty() || path.front() != '/') {
+            return err("health check path " + quoted(path) +
+                       " must start with '/', e.g. \"http:/healthz\"");
+        }
+        // The prober writes the path into the request line as is: printable ASCII only.
+        if (std::any_of(path.begin(), path.end(), [](char ch) {
+                const auto c = static_cast<unsigned char>(ch);
+                return c <= 0x20 || c >= 0x7f;
+            })) {
+            return err("health check path " + quoted(path) +
+                       " must not contain whitespace, control characters or non-ASCII bytes "
+                       "(percent-encode them)");
+        }
+        hc.kind = health_check_annotation::kind_t::http;
+        hc.path = std::string(path);
+    } else {
+        return err("unknown health check kind " + quoted(kind) +
+                   "; expected \"tcp\" or \"http:<path>\"");
+    }
+
+    bool has_interval = false;
+    bool has_timeout = false;
+    std::set<std::string_view> seen;
+    for (bool more = comma != std::string_view::npos; more;) {
+        const auto next = rest.find(',');
+        const std::string_view opt = rest.substr(0, next);
+        more = next != std::string_view::npos;
+        rest = more ? rest.substr(next + 1) : "";
+        if (opt.empty()) {
+            return err("empty health check option (a stray ','); " + std::string(options_expected));
+        }
+        if (std::any_of(opt.begin(), opt.end(), [](char ch) {
+                const auto c = static_cast<unsigned char>(ch);
+                return c <= 0x20 || c == 0x7f;
+            })) {
+            return err("health check option " + quoted(opt) +
+                       " must not contain whitespace or control characters");
+        }
+        const auto eq = opt.find('=');
+        if (eq == std::string_view::npos || eq == 0) {
+            return err("health check option " + quoted(opt) + " is not key=value; " +
+                       options_expected + " (a path cannot contain ',': write %2C)");
+        }
+        const std::string_view key = opt.substr(0, eq);
+        const std::string_view value = opt.substr(eq + 1);
+        const bool is_duration = key == "interval" || key == "timeout";
+        const bool is_threshold = key == "unhealthyThreshold" || key == "healthyThreshold";
+        if (!is_duration && !is_threshold) {
+            return err("unknown health check option " + quoted(key) +
+                       "; expected one of interval, timeout, unhealthyThreshold, "
+                       "healthyThreshold");
+        }
+        if (!seen.insert(key).second) {
+            return err("health check option " + std::string(key) +
+                       " is given twice; expected each option at most once");
+        }
+        if (is_duration) {
+            auto d = parse_duration(value);
+            if (!d) {
+                return err("health check " + std::string(key) + ": " + d.err().message +
+                           "; expected a duration such as 5s or 500ms");
+            }
+            if (d->count() <= 0) {
+                return err("health check " + std::string(key) + " " + quoted(value) +
+                           " must be greater than 0");
+            }
+            (key == "interval" ? hc.interval : hc.timeout) = *d;
+            (key == "interval" ? has_interval : has_timeout) = true;
+        } else {
+            // Digits only ("+1", "1.0" and "0x10" are refused); four at most, so no overflow.
+            uint32_t n = 0;
+            if (value.size() <= 4 && std::all_of(value.begin(), value.end(),
+                                                 [](char c) { return c >= '0' && c <= '9'; })) {
+                for (const char c : value) {
+                    n = n * 10 + static_cast<uint32_t>(c - '0');
+                }
+            }
+            if (n < 1 || n > 1000) {
+                return err("health check " + std::string(key) + " " + quoted(value) +
+                           " must be an integer from 1 to 1000");
+            }
+            (key == "unhealthyThreshold" ? hc.unhealthy_threshold : hc.healthy_threshold) = n;
+        }
+    }
+    if (hc.timeout > hc.interval) {
+        return err("health check timeout " + duration_text(hc.timeout) +
+                   (has_timeout ? "" : " (the default)") + " must not exceed the interval " +
+                   duration_text(hc.interval) + (has_interval ? "" : " (the default)") +
+                   "; expected timeout <= interval");
+    }
+    return hc;
 }
 
 } // namespace sluice::model

@@ -245,7 +245,14 @@ std::string snapshot::describe() const
           << " outlier=" << (c.policy.outlier ? c.policy.outlier->consecutive_5xx_errors : 0)
           << " tls" << static_cast<int>(c.policy.tls.mode)
           << " maxconn=" << c.policy.tcp.max_connections << " panic=" << c.policy.panic_threshold
-          << " dist=" << c.distribution_source << '\n';
+          << " dist=" << c.distribution_source;
+        if (c.health_check) {
+            const health_check_spec& hc = *c.health_check;
+            o << " hc=" << (hc.kind == health_check_spec::kind_t::http ? "http:" + hc.path : "tcp")
+              << ",interval=" << hc.interval.count() << "ns,timeout=" << hc.timeout.count()
+              << "ns,unhealthy=" << hc.unhealthy_threshold << ",healthy=" << hc.healthy_threshold;
+        }
+        o << '\n';
         for (const endpoint& e : c.endpoints) {
             o << " ep " << e.id << ' ' << e.address << ':' << e.port << ' ' << e.network << ' '
               << e.locality.region << '/' << e.locality.zone << '/' << e.locality.subzone << ' '

@@ -496,5 +496,148 @@ TEST(CompileListeners, GatewayServersAndServiceVips)
     EXPECT_EQ(s.servers[1].tls->min_protocol_version, snapshot::server_tls::version::tls_1_2);
 }
 
+// ---------------------------------------------------------------- sluice.io/health-check
+
+constexpr const char* health_check_key = "sluice.io/health-check";
+
+/// The clusters compile made for `host` from its Service/ServiceEntry (not route markers).
+std::vector<const snapshot::cluster*> clusters_of(const snapshot::snapshot& s,
+                                                  const std::string& host)
+{
+    std::vector<const snapshot::cluster*> out;
+    for (const auto& c : s.clusters) {
+        if (c.host == host && !c.missing) {
+            out.push_back(&c);
+        }
+    }
+    return out;
+}
+
+TEST(CompileHealthCheck, ServiceAnnotationReachesEveryPortAndSubsetCluster)
+{
+    model::mesh m = policy_mesh(); // reviews: ports 9080, 9090; subsets v2, v3
+    m.services[0].meta.annotations[health_check_key] =
+        "http:/healthz,interval=2s,timeout=500ms,unhealthyThreshold=2,healthyThreshold=1";
+    m.services.push_back(service("prod", "web", {{"http", 80}}));
+    const auto s = must_compile(m);
+
+    snapshot::health_check_spec want;
+    want.kind = snapshot::health_check_spec::kind_t::http;
+    want.path = "/healthz";
+    want.interval = std::chrono::seconds(2);
+    want.timeout = std::chrono::milliseconds(500);
+    want.unhealthy_threshold = 2;
+    want.healthy_threshold = 1;
+    const auto reviews = clusters_of(s, "reviews.prod.svc.cluster.local");
+    ASSERT_EQ(reviews.size(), 6U); // 2 ports x {no subset, v2, v3}
+    std::set<std::string> subsets;
+    for (const auto* c : reviews) {
+        SCOPED_TRACE(c->name);
+        subsets.insert(c->subset);
+        ASSERT_TRUE(c->health_check.has_value());
+        EXPECT_EQ(*c->health_check, want);
+    }
+    EXPECT_EQ(subsets, (std::set<std::string>{"", "v2", "v3"}));
+
+    // No annotation: no active checks.
+    EXPECT_FALSE(must_find(s, "outbound|80||web.prod.svc.cluster.local").health_check.has_value());
+    EXPECT_TRUE(s.notes.empty());
+}
+
+TEST(CompileHealthCheck, ServiceEntryAnnotationTakesTheDefaults)
+{
+    model::mesh m;
+    auto se = service_entry("vm", "legacy", {"a.example", "b.example"},
+                            {se_port(80, "http", "HTTP"), se_port(8080, "admin", "HTTP")},
+                            {workload("10.1.0.1")});
+    se.meta.annotations[health_check_key] = "tcp";
+    m.service_entries.push_back(se);
+    m.destination_rules.push_back(rule("vm", "a", "a.example", {subset("v1", {{"v", "1"}})}));
+    const auto s = must_compile(m);
+
+    const snapshot::health_check_spec defaults; // tcp, 5s, 1s, 3, 2
+    size_t n = 0;
+    for (const char* host : {"a.example", "b.example"}) {
+        for (const auto* c : clusters_of(s, host)) {
+            SCOPED_TRACE(c->name);
+            ++n;
+            ASSERT_TRUE(c->health_check.has_value());
+            EXPECT_EQ(*c->health_check, defaults);
+            EXPECT_EQ(c->health_check->kind, snapshot::health_check_spec::kind_t::tcp);
+            EXPECT_EQ(c->health_check->interval, std::chrono::seconds(5));
+            EXPECT_EQ(c->health_check->timeout, std::chrono::seconds(1));
+            EXPECT_EQ(c->health_check->unhealthy_threshold, 3U);
+            EXPECT_EQ(c->health_check->healthy_threshold, 2U);
+        }
+    }
+    EXPECT_EQ(n, 6U); // a.example: 2 ports x {no subset, v1}; b.example: 2 ports
+}
+
+TEST(CompileHealthCheck, ServiceWinsOverServiceEntry)
+{
+    model::mesh m;
+    m.services.push_back(service("prod", "web", {{"http", 80}}));
+    m.services[0].meta.annotations[health_check_key] = "http:/from-service";
+    auto se = service_entry("prod", "web-se", {web}, {se_port(80, "http", "HTTP")});
+    se.meta.annotations[health_check_key] = "http:/from-entry,interval=9s";
+    m.service_entries.push_back(se);
+    {
+        const auto s = must_compile(m);
+        const auto& c = must_find(s, "outbound|80||web.prod.svc.cluster.local");
+        ASSERT_TRUE(c.health_check.has_value());
+        EXPECT_EQ(c.health_check->path, "/from-service");
+        EXPECT_EQ(c.health_check->interval, std::chrono::seconds(5));
+    }
+    // Without the Service's annotation the ServiceEntry's applies.
+    m.services[0].meta.annotations.clear();
+    {
+        const auto s = must_compile(m);
+        const auto& c = must_find(s, "outbound|80||web.prod.svc.cluster.local");
+        ASSERT_TRUE(c.health_check.has_value());
+        EXPECT_EQ(c.health_check->path, "/from-entry");
+        EXPECT_EQ(c.health_check->interval, std::chrono::seconds(9));
+    }
+    // Neither: none.
+    m.service_entries[0].meta.annotations.clear();
+    {
+        const auto s = must_compile(m);
+        EXPECT_FALSE(
+            must_find(s, "outbound|80||web.prod.svc.cluster.local").health_check.has_value());
+    }
+}
+
+TEST(CompileHealthCheck, InvalidAnnotationIsLeftOutWithANote)
+{
+    // validate() refuses it at apply time; compile, given it anyway, still builds the rest.
+    model::mesh m;
+    m.services.push_back(service("prod", "web", {{"http", 80}}));
+    m.services[0].meta.annotations[health_check_key] = "udp";
+    const auto s = must_compile(m);
+    EXPECT_FALSE(must_find(s, "outbound|80||web.prod.svc.cluster.local").health_check.has_value());
+    ASSERT_EQ(s.notes.size(), 1U);
+    EXPECT_EQ(s.notes[0],
+              "Service prod/web: metadata.annotations[sluice.io/health-check]: unknown health "
+              "check kind \"udp\"; expected \"tcp\" or \"http:<path>\": no active health check "
+              "for web.prod.svc.cluster.local");
+}
+
+TEST(CompileHealthCheck, DescribeShowsTheHealthCheck)
+{
+    model::mesh m;
+    m.services.push_back(service("prod", "web", {{"http", 80}}));
+    const std::string none = must_compile(m).describe();
+    EXPECT_EQ(none.find(" hc="), std::string::npos);
+    m.services[0].meta.annotations[health_check_key] = "http:/healthz";
+    const std::string two = must_compile(m).describe();
+    EXPECT_NE(two.find(" hc=http:/healthz,interval=5000000000ns"), std::string::npos) << two;
+    m.services[0].meta.annotations[health_check_key] = "http:/healthz,healthyThreshold=3";
+    const std::string three = must_compile(m).describe();
+    m.services[0].meta.annotations[health_check_key] = "tcp";
+    const std::string tcp = must_compile(m).describe();
+    EXPECT_NE(none, two);
+    EXPECT_NE(two, three);
+    EXPECT_NE(two, tcp);
+}
+
 } // namespace
 } // namespace sluice::testing

@@ -791,6 +791,11 @@ std::vector<rule_case> service_entry_cases()
          "ServiceEntry prod/api: metadata.annotations[networking.istio.io/traffic-distribution]: "
          "unknown traffic distribution \"PreferPlanet\"; expected one of PreferClose, "
          "PreferSameZone, PreferNetwork, PreferRegion, PreferSameNode, Any"},
+        {"health_check_annotation",
+         se("  hosts: [a.example.com]\n" + ports,
+            "  annotations: {sluice.io/health-check: 'udp,interval=2s'}\n"),
+         "ServiceEntry prod/api: metadata.annotations[sluice.io/health-check]: unknown health "
+         "check kind \"udp\"; expected \"tcp\" or \"http:<path>\""},
         {"export_to_none_alone",
          se("  hosts: [a.example.com]\n" + ports + "  exportTo: ['~', prod]\n"),
          "ServiceEntry prod/api: spec.exportTo: cannot export service entry to no one (~) and "
@@ -815,6 +820,11 @@ std::vector<rule_case> kubernetes_cases()
          "Service prod/api: metadata.annotations[networking.istio.io/traffic-distribution]: "
          "unknown traffic distribution \"preferclose\"; expected one of PreferClose, "
          "PreferSameZone, PreferNetwork, PreferRegion, PreferSameNode, Any"},
+        {"service_health_check_annotation",
+         svc("  ports: [{port: 80}]\n",
+             "  annotations: {sluice.io/health-check: 'http:/healthz,interval=1s,timeout=2s'}\n"),
+         "Service prod/api: metadata.annotations[sluice.io/health-check]: health check timeout "
+         "2s must not exceed the interval 1s; expected timeout <= interval"},
         {"service_internal_traffic_policy",
          svc("  ports: [{port: 80}]\n  internalTrafficPolicy: Node\n"),
          "Service prod/api: spec.internalTrafficPolicy: unsupported value \"Node\": must be "
@@ -980,6 +990,209 @@ TEST(ValidateCrossObject, HostsOfServicesAndServiceEntriesAreDefined)
             "  hosts: ['*.wild.com']\n  ports: [{number: 80, name: http, protocol: "
             "HTTP}]\n",
             "networking.istio.io/v1", "wild"));
+    EXPECT_TRUE(f.empty()) << join(f);
+}
+
+// ---------------------------------------------------------------- sluice.io/health-check
+
+TEST(ValidateHealthCheck, ParsesKindsAndOptions)
+{
+    using kind = health_check_annotation::kind_t;
+    using std::chrono::milliseconds;
+    using std::chrono::seconds;
+    {
+        auto hc = parse_health_check("tcp");
+        ASSERT_TRUE(hc) << hc.err().message;
+        EXPECT_EQ(*hc, health_check_annotation{}); // the defaults: 5s, 1s, 3, 2
+        EXPECT_EQ(hc->kind, kind::tcp);
+        EXPECT_EQ(hc->interval, seconds(5));
+        EXPECT_EQ(hc->timeout, seconds(1));
+        EXPECT_EQ(hc->unhealthy_threshold, 3U);
+        EXPECT_EQ(hc->healthy_threshold, 2U);
+    }
+    {
+        auto hc = parse_health_check("http:/healthz");
+        ASSERT_TRUE(hc) << hc.err().message;
+        EXPECT_EQ(hc->kind, kind::http);
+        EXPECT_EQ(hc->path, "/healthz");
+        EXPECT_EQ(hc->interval, seconds(5));
+        EXPECT_EQ(hc->timeout, seconds(1));
+    }
+    {
+        auto hc = parse_health_check("http:/healthz,interval=2s,timeout=500ms,unhealthyThreshold=2,"
+                                     "healthyThreshold=1");
+        ASSERT_TRUE(hc) << hc.err().message;
+        EXPECT_EQ(hc->kind, kind::http);
+        EXPECT_EQ(hc->path, "/healthz");
+        EXPECT_EQ(hc->interval, seconds(2));
+        EXPECT_EQ(hc->timeout, milliseconds(500));
+        EXPECT_EQ(hc->unhealthy_threshold, 2U);
+        EXPECT_EQ(hc->healthy_threshold, 1U);
+    }
+    {
+        // Options in any order; timeout may equal the interval; the extreme thresholds.
+        auto hc = parse_health_check(
+            "tcp,healthyThreshold=1000,timeout=1m,unhealthyThreshold=1,interval=1m");
+        ASSERT_TRUE(hc) << hc.err().message;
+        EXPECT_EQ(hc->kind, kind::tcp);
+        EXPECT_EQ(hc->interval, std::chrono::minutes(1));
+        EXPECT_EQ(hc->timeout, std::chrono::minutes(1));
+        EXPECT_EQ(hc->unhealthy_threshold, 1U);
+        EXPECT_EQ(hc->healthy_threshold, 1000U);
+    }
+    {
+        // The root path, a query and percent-encoding; timeout = the default interval.
+        auto hc = parse_health_check("http:/ready%2Cz?full=1&x=%20,timeout=5s");
+        ASSERT_TRUE(hc) << hc.err().message;
+        EXPECT_EQ(hc->path, "/ready%2Cz?full=1&x=%20");
+        EXPECT_EQ(hc->timeout, seconds(5));
+        auto root = parse_health_check("http:/");
+        ASSERT_TRUE(root) << root.err().message;
+        EXPECT_EQ(root->path, "/");
+    }
+    {
+        auto hc = parse_health_check("tcp,interval=1.5s,timeout=250ms");
+        ASSERT_TRUE(hc) << hc.err().message;
+        EXPECT_EQ(hc->interval, milliseconds(1500));
+        EXPECT_EQ(hc->timeout, milliseconds(250));
+    }
+}
+
+struct health_check_error {
+    const char* value;
+    std::string message;
+};
+
+std::vector<health_check_error> health_check_errors()
+{
+    const std::string kinds = "; expected \"tcp\" or \"http:<path>\"";
+    const std::string options = "expected interval=<duration>, timeout=<duration>, "
+                                "unhealthyThreshold=<int> or healthyThreshold=<int>";
+    const std::string names =
+        "; expected one of interval, timeout, unhealthyThreshold, healthyThreshold";
+    const std::string bad_path = " must not contain whitespace, control characters or "
+                                 "non-ASCII bytes (percent-encode them)";
+    const std::string threshold = " must be an integer from 1 to 1000";
+    return {
+        {"", "empty health check; expected \"tcp\" or \"http:<path>\", optionally followed by "
+             "comma-separated key=value options, e.g. \"http:/healthz,interval=5s,timeout=1s\""},
+        {"udp", "unknown health check kind \"udp\"" + kinds},
+        {"TCP", "unknown health check kind \"TCP\"" + kinds},
+        {"https:/healthz", "unknown health check kind \"https\"" + kinds},
+        {",interval=1s", "unknown health check kind \"\"" + kinds},
+        {"http", "health check kind http needs a path; expected \"http:<path>\", e.g. "
+                 "\"http:/healthz\""},
+        {"tcp:/x", "health check kind tcp takes no path (got \"tcp:/x\")" + kinds},
+        {"http:", "health check path \"\" must start with '/', e.g. \"http:/healthz\""},
+        {"http:healthz", "health check path \"healthz\" must start with '/', e.g. "
+                         "\"http:/healthz\""},
+        {"http:/a b", "health check path \"/a b\"" + bad_path},
+        {"http:/a\tb", "health check path \"/a\\x09b\"" + bad_path},
+        {"http:/a\x7f", "health check path \"/a\\x7f\"" + bad_path},
+        {"http:/caf\xc3\xa9", "health check path \"/caf\\xc3\\xa9\"" + bad_path},
+        {"http:/a,b", "health check option \"b\" is not key=value; " + options +
+                          " (a path cannot contain ',': write %2C)"},
+        {"tcp,=5s", "health check option \"=5s\" is not key=value; " + options +
+                        " (a path cannot contain ',': write %2C)"},
+        {"tcp,", "empty health check option (a stray ','); " + options},
+        {"tcp,,interval=1s", "empty health check option (a stray ','); " + options},
+        {"tcp, interval=2s",
+         "health check option \" interval=2s\" must not contain whitespace or control "
+         "characters"},
+        {"tcp,port=80", "unknown health check option \"port\"" + names},
+        {"tcp,Interval=2s", "unknown health check option \"Interval\"" + names},
+        {"tcp,interval=2s,interval=2s",
+         "health check option interval is given twice; expected each option at most once"},
+        {"tcp,healthyThreshold=1,healthyThreshold=2",
+         "health check option healthyThreshold is given twice; expected each option at most "
+         "once"},
+        {"tcp,interval=fast",
+         "health check interval: invalid duration \"fast\": expected a number; expected a "
+         "duration such as 5s or 500ms"},
+        {"tcp,timeout=2",
+         "health check timeout: invalid duration \"2\": missing unit (ns, us, ms, s, m, h); "
+         "expected a duration such as 5s or 500ms"},
+        {"tcp,interval=",
+         "health check interval: invalid duration \"\": empty; expected a duration such as 5s "
+         "or 500ms"},
+        {"tcp,interval=-1s",
+         "health check interval: invalid duration \"-1s\": must not be negative; expected a "
+         "duration such as 5s or 500ms"},
+        {"tcp,interval=0s", "health check interval \"0s\" must be greater than 0"},
+        {"tcp,timeout=0", "health check timeout \"0\" must be greater than 0"},
+        {"http:/healthz,interval=1s,timeout=2s",
+         "health check timeout 2s must not exceed the interval 1s; expected timeout <= interval"},
+        {"tcp,interval=500ms",
+         "health check timeout 1s (the default) must not exceed the interval 500ms; expected "
+         "timeout <= interval"},
+        {"tcp,timeout=10s",
+         "health check timeout 10s must not exceed the interval 5s (the default); expected "
+         "timeout <= interval"},
+        {"tcp,unhealthyThreshold=0", "health check unhealthyThreshold \"0\"" + threshold},
+        {"tcp,healthyThreshold=1001", "health check healthyThreshold \"1001\"" + threshold},
+        {"tcp,healthyThreshold=99999", "health check healthyThreshold \"99999\"" + threshold},
+        {"tcp,healthyThreshold=", "health check healthyThreshold \"\"" + threshold},
+        {"tcp,healthyThreshold=two", "health check healthyThreshold \"two\"" + threshold},
+        {"tcp,healthyThreshold=-1", "health check healthyThreshold \"-1\"" + threshold},
+        {"tcp,healthyThreshold=+1", "health check healthyThreshold \"+1\"" + threshold},
+        {"tcp,healthyThreshold=1.0", "health check healthyThreshold \"1.0\"" + threshold},
+    };
+}
+
+/// A Service and a ServiceEntry, both valid, both carrying `sluice.io/health-check: value`.
+mesh health_check_mesh(const std::string& value)
+{
+    auto d = decode(obj("Service", "  ports: [{port: 80}]\n", "v1") + "---\n" +
+                        se("  hosts: [a.example.com]\n  ports: [{number: 80, name: http, "
+                           "protocol: HTTP}]\n"),
+                    "t.yaml");
+    EXPECT_FALSE(d.has_errors());
+    d.objects.services.at(0).meta.annotations["sluice.io/health-check"] = value;
+    d.objects.service_entries.at(0).meta.annotations["sluice.io/health-check"] = value;
+    return d.objects;
+}
+
+std::vector<std::string> validate_findings(const mesh& m)
+{
+    std::vector<std::string> out;
+    for (const auto& x : validate(m)) {
+        out.push_back((x.level == severity::error ? "error|" : "other|") + x.object + ": " +
+                      x.field + ": " + x.message);
+    }
+    return out;
+}
+
+TEST(ValidateHealthCheck, EachErrorSaysWhatIsWrongAndWhere)
+{
+    for (const auto& c : health_check_errors()) {
+        SCOPED_TRACE(std::string("value \"") + c.value + "\"");
+        auto hc = parse_health_check(c.value);
+        ASSERT_FALSE(hc);
+        EXPECT_EQ(hc.err().message, c.message);
+        const std::vector<std::string> want = {
+            "error|ServiceEntry prod/api: metadata.annotations[sluice.io/health-check]: " +
+                c.message,
+            "error|Service prod/api: metadata.annotations[sluice.io/health-check]: " + c.message,
+        };
+        const auto got = validate_findings(health_check_mesh(c.value));
+        EXPECT_EQ(got, want) << join(got);
+    }
+}
+
+TEST(ValidateHealthCheck, ValidAnnotationsHaveNoFindings)
+{
+    for (const char* v :
+         {"tcp", "http:/", "http:/healthz", "tcp,timeout=5s",
+          "http:/healthz,interval=2s,timeout=500ms,unhealthyThreshold=2,healthyThreshold=1"}) {
+        SCOPED_TRACE(v);
+        const auto got = validate_findings(health_check_mesh(v));
+        EXPECT_TRUE(got.empty()) << join(got);
+    }
+    // Through decode, as a user writes it.
+    const auto f = findings(obj(
+        "Service", "  ports: [{port: 80}]\n", "v1", "api",
+        "  annotations:\n    sluice.io/health-check: "
+        "\"http:/healthz,interval=2s,timeout=500ms,unhealthyThreshold=2,healthyThreshold=1\"\n"));
     EXPECT_TRUE(f.empty()) << join(f);
 }
 

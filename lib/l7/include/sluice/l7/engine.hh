@@ -179,6 +179,10 @@ public:
     /// The counters of cluster `name` ("outbound|80||host"); nullopt when the engine never
     /// ran it. Any thread (takes a mutex; reads atomics).
     [[nodiscard]] std::optional<cluster_counters> cluster_stats(std::string_view name) const;
+    /// Active health checks (health_check.hh): endpoint ids failing them, and a version that
+    /// changes with that set. Any thread.
+    [[nodiscard]] uint64_t active_check_version() const noexcept;
+    [[nodiscard]] std::vector<uint64_t> active_check_failed() const;
     /// Outstanding requests and open connections (tests, shutdown).
     [[nodiscard]] size_t active_streams() const noexcept;
     /// Writes buffered access-log lines now.

@@ -12,6 +12,8 @@
 ///
 /// Control plane only. Pure: no EAL, no I/O but what the caller hands in.
 
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,6 +60,41 @@ std::vector<diagnostic> validate(const mesh& m, const options& opts = {});
 
 /// Protobuf/Go duration text: "1.5s", "300ms", "2h45m", "1us", "10ns", "0s".
 result<duration> parse_duration(std::string_view text);
+
+/// The `sluice.io/health-check` annotation of a Service or ServiceEntry: an active health
+/// check of the service's endpoints (compile turns it into snapshot::health_check_spec; the
+/// defaults are the same).
+struct health_check_annotation {
+    enum class kind_t : uint8_t { tcp, http };
+    kind_t kind = kind_t::tcp;
+    std::string path = "/"; ///< http only: the request path
+    duration interval = std::chrono::seconds(5);
+    duration timeout = std::chrono::seconds(1);
+    uint32_t unhealthy_threshold = 3;
+    uint32_t healthy_threshold = 2;
+
+    friend bool operator==(const health_check_annotation&,
+                           const health_check_annotation&) = default;
+};
+
+/// The annotation key health_check_annotation is read from.
+inline constexpr const char* health_check_annotation_key = "sluice.io/health-check";
+
+/// Parses a `sluice.io/health-check` value:
+///
+///     KIND[,OPTION]...
+///     KIND   = "tcp" | "http:" PATH
+///     OPTION = "interval=" DURATION | "timeout=" DURATION
+///            | "unhealthyThreshold=" INT | "healthyThreshold=" INT
+///
+/// e.g. "tcp", "http:/healthz,interval=2s,timeout=500ms,unhealthyThreshold=2,healthyThreshold=1".
+/// PATH starts with '/' and is printable ASCII without ',' (no whitespace, control or non-ASCII
+/// byte: percent-encode them); DURATION is parse_duration() text; interval and timeout are > 0
+/// with timeout <= interval; INT is decimal digits, 1..1000; an option appears at most once;
+/// names are case-sensitive and no whitespace is allowed anywhere. Omitted options take the
+/// defaults (interval 5s, timeout 1s, unhealthyThreshold 3, healthyThreshold 2). The error
+/// says what is wrong and what is expected (the caller adds the field path).
+result<health_check_annotation> parse_health_check(std::string_view text);
 
 /// A short host resolved in a namespace: "reviews" in "prod" ->
 /// "reviews.prod.svc.cluster.local". As Istio's ResolveShortnameToFQDN does, only a name

@@ -431,6 +431,20 @@ struct cluster_policy {
     std::string source; ///< "DestinationRule ns/name", "" when no rule applies
 };
 
+/// An active health check (the `sluice.io/health-check` annotation on the Service or
+/// ServiceEntry): the slow path probes every endpoint of the cluster.
+struct health_check_spec {
+    enum class kind_t : uint8_t { tcp, http };
+    kind_t kind = kind_t::tcp;
+    std::string path = "/"; ///< http: the request path (GET, Host = the service host)
+    duration interval = std::chrono::seconds(5);
+    duration timeout = std::chrono::seconds(1);
+    uint32_t unhealthy_threshold = 3; ///< consecutive failures before unhealthy (a 503: at once)
+    uint32_t healthy_threshold = 2;   ///< consecutive successes before healthy again
+
+    friend bool operator==(const health_check_spec&, const health_check_spec&) = default;
+};
+
 /// Maglev tables of one priority level (over the level's endpoints, in level order).
 struct level_tables {
     maglev::table all;
@@ -450,6 +464,7 @@ struct cluster {
     bool dns = false;                ///< endpoints are DNS names (ServiceEntry resolution DNS*)
     std::vector<endpoint> endpoints; ///< sorted by id
     cluster_policy policy;
+    std::optional<health_check_spec> health_check; ///< unset: no active checks
     locality::policy locality_policy; ///< what the plan was built from
     std::string distribution_source;  ///< "Service spec.trafficDistribution", ...
     locality::plan plan;
