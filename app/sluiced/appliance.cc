@@ -27,6 +27,12 @@
 namespace sluice::app {
 namespace {
 
+health::duration steady_now()
+{
+    return std::chrono::duration_cast<health::duration>(
+        std::chrono::steady_clock::now().time_since_epoch());
+}
+
 static_assert(config::max_ports <= stats::max_ports, "counters must cover every port");
 
 constexpr unsigned ring_size = 1024;
@@ -377,6 +383,21 @@ result<void> appliance::launch()
     ls.trusted_sources = _cfg.l7.trusted_sources;
     ls.max_downstream_connections = _cfg.l7.max_connections;
     ls.health = &_l7_health;
+    ls.slot = &_l7_slot;
+    // The engine's observations reach the one detector at once (on the slow-path lcore, under
+    // the snapshot mutex): an ejection is published before the engine routes its next request.
+    _l7_health.set_consumer([this](const l7::health_report& r) {
+        std::lock_guard lock(_snap_mu);
+        if (!_snap || !_snap->current || r.generation != _snap_generation ||
+            r.cluster >= _snap->current->clusters.size()) {
+            return;
+        }
+        if (_detector.report(_snap->current->clusters[r.cluster].name, r.endpoint, r.what,
+                             steady_now())) {
+            rebuild_l4(false);
+            push_l7();
+        }
+    });
     auto eng = l7::engine::create(*_reactor, ls);
     if (!eng) {
         return err("l7: " + eng.err().message);
@@ -450,16 +471,6 @@ void appliance::push_l7()
     c->generation = _snap_generation;
     _l7_slot.put(std::move(c));
 }
-
-namespace {
-
-health::duration steady_now()
-{
-    return std::chrono::duration_cast<health::duration>(
-        std::chrono::steady_clock::now().time_since_epoch());
-}
-
-} // namespace
 
 void appliance::rebuild_l4(bool reconfigure)
 {

@@ -323,6 +323,10 @@ std::shared_ptr<const engine_config> config_slot::take()
 
 void health_sink::push(const health_report& r)
 {
+    if (_consumer) {
+        _consumer(r);
+        return;
+    }
     std::lock_guard<std::mutex> g(_mu);
     if (_q.size() >= _capacity) {
         _dropped.fetch_add(1, std::memory_order_relaxed);
@@ -1105,6 +1109,9 @@ void engine_impl::shut_down() noexcept
     for (auto& m : _mirror_all) {
         mirror_close(*m);
     }
+    // Closed connections return to the pools through the reactor's deferred list: run it
+    // while this engine still exists (the reactor may outlive it).
+    _r.drain_deferred();
     _r.cancel(_log_timer);
     flush_log();
     if (_log_close && _log_fd >= 0) {
@@ -1703,6 +1710,13 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     d.has_stream = true;
     _r.cancel(d.idle_timer);
     _stats.downstream_rq_total.fetch_add(1, std::memory_order_relaxed);
+    if (_s.slot != nullptr) {
+        if (auto c = _s.slot->take()) {
+            if (auto r = apply(std::move(c)); !r) {
+                SLUICE_LOG(WARNING, l7, "%s", r.err().message.c_str());
+            }
+        }
+    }
     s.cfg = _cfg;
     s.dec = {};
     s.crt = nullptr;

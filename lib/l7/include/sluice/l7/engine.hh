@@ -40,6 +40,21 @@ struct engine_config {
     uint64_t generation = 0;
 };
 
+/// A single-slot handoff of configs from the config thread to the engine thread: put()
+/// replaces the pending config; the engine's take() is one acquire load when nothing
+/// changed (called once per loop).
+class config_slot {
+public:
+    void put(std::shared_ptr<const engine_config> c);
+    /// The config put since the last take(), or null.
+    std::shared_ptr<const engine_config> take();
+
+private:
+    std::mutex _mu;
+    std::shared_ptr<const engine_config> _pending; // guarded by _mu
+    std::atomic<bool> _changed{false};
+};
+
 /// One passive health observation of an upstream request (ISTIO.md outlierDetection): which
 /// endpoint of which cluster (an index into the snapshot of `generation`), and what happened.
 struct health_report {
@@ -55,6 +70,10 @@ struct health_report {
 class health_sink {
 public:
     explicit health_sink(size_t capacity = 65536) : _capacity(capacity) {}
+    /// With a consumer, push() hands each report to it at once, on the engine thread, instead
+    /// of queueing it: an ejection then takes effect before the next request (Envoy ejects
+    /// in the data path). Set before the engine runs.
+    void set_consumer(std::function<void(const health_report&)> c) { _consumer = std::move(c); }
     void push(const health_report& r);
     /// Moves every queued report to `out` (cleared first).
     void drain(std::vector<health_report>& out);
@@ -64,6 +83,7 @@ public:
     }
 
 private:
+    std::function<void(const health_report&)> _consumer;
     std::mutex _mu;
     std::vector<health_report> _q; // guarded by _mu
     size_t _capacity;
@@ -76,6 +96,10 @@ struct engine_settings {
     std::string access_log;
     /// Where passive health observations go (clusters with outlierDetection); null: nowhere.
     health_sink* health = nullptr;
+    /// Configs handed over by another thread: the engine also looks here before routing each
+    /// request, so a config published from inside a request (an ejection) applies to the
+    /// next one. Null: only apply() changes the config.
+    config_slot* slot = nullptr;
     /// Sources whose x-envoy-* request headers are trusted (kept); others have them removed.
     std::vector<net::prefix> trusted_sources;
     /// Listen on this address instead of the listener's own (tests and the harness: loopback).
@@ -127,21 +151,6 @@ struct engine_stats {
     std::atomic<uint64_t> mirror_total{0};  ///< copies sent to mirror clusters
     std::atomic<uint64_t> mirror_failed{0}; ///< copies that could not be delivered
     std::atomic<uint64_t> listener_errors{0};
-};
-
-/// A single-slot handoff of configs from the config thread to the engine thread: put()
-/// replaces the pending config; the engine's take() is one acquire load when nothing
-/// changed (called once per loop).
-class config_slot {
-public:
-    void put(std::shared_ptr<const engine_config> c);
-    /// The config put since the last take(), or null.
-    std::shared_ptr<const engine_config> take();
-
-private:
-    std::mutex _mu;
-    std::shared_ptr<const engine_config> _pending; // guarded by _mu
-    std::atomic<bool> _changed{false};
 };
 
 /// Per-cluster counters (Envoy's cluster stats), kept across configs by cluster name.

@@ -154,6 +154,8 @@ public:
 
     /// Queues `d->on_deferred()` for after the current batch (or the next poll()).
     void defer(deferred* d);
+    /// Runs the queued deferred ends now (outside poll(): before their owners go away).
+    void drain_deferred() noexcept { run_deferred(); }
 
     [[nodiscard]] int fd() const noexcept { return _epfd; }
 
