@@ -465,8 +465,8 @@ struct cluster {
     std::vector<endpoint> endpoints; ///< sorted by id
     cluster_policy policy;
     std::optional<health_check_spec> health_check; ///< unset: no active checks
-    locality::policy locality_policy; ///< what the plan was built from
-    std::string distribution_source;  ///< "Service spec.trafficDistribution", ...
+    locality::policy locality_policy;              ///< what the plan was built from
+    std::string distribution_source;               ///< "Service spec.trafficDistribution", ...
     locality::plan plan;
     /// Per plan level; empty when the cluster needs no consistent hashing (see compile.hh).
     std::vector<level_tables> maglev;
