@@ -204,6 +204,34 @@ result<void> install_route(const config::route_conf& r, const std::string& ifnam
     return ok();
 }
 
+result<void> set_local_address(const net::ip_addr& ip, bool present)
+{
+    auto lo = ifindex("lo");
+    if (!lo) {
+        return lo.err();
+    }
+    auto sock = nl_socket::open(0, false);
+    if (!sock) {
+        return sock.err();
+    }
+    rtmsg rt{};
+    rt.rtm_family = ip.is_v4() ? AF_INET : AF_INET6;
+    rt.rtm_dst_len = static_cast<uint8_t>(ip.bits());
+    rt.rtm_table = RT_TABLE_LOCAL;
+    rt.rtm_protocol = RTPROT_STATIC;
+    rt.rtm_scope = RT_SCOPE_HOST;
+    rt.rtm_type = RTN_LOCAL;
+    nl_msg m(present ? RTM_NEWROUTE : RTM_DELROUTE, present ? NLM_F_CREATE | NLM_F_REPLACE : 0, &rt,
+             sizeof(rt));
+    m.attr(RTA_DST, ip.bytes.data(), ip.is_v4() ? 4 : 16);
+    m.attr_u32(RTA_OIF, *lo);
+    if (auto res = sock->request(m); !res) {
+        return err(std::string(present ? "add" : "delete") + " local route " + ip.to_string() +
+                   ": " + res.err().message);
+    }
+    return ok();
+}
+
 namespace {
 
 /// The NUD state of neighbour `ip` on `ifindex`, or -1 when the kernel has none (a dump of

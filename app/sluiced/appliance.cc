@@ -457,7 +457,50 @@ void appliance::publish_snapshot(std::unique_ptr<snapshot::snapshot> snap, uint6
     _snap->current = std::shared_ptr<const snapshot::snapshot>(std::move(snap));
     _snap_generation = generation;
     rebuild_l4(true); // publishes the workers' L4 view with RCU (P1)
+    sync_local_vips();
     push_l7();
+}
+
+void appliance::sync_local_vips()
+{
+    // L7 listeners on addresses the box does not have (HTTP Service VIPs, Gateway binds)
+    // need the kernel to accept their TCP: a local route each, removed with the listener.
+    std::set<net::ip_addr> want;
+    for (const auto& l : _snap->current->listeners) {
+        if (!snapshot::is_l7(l.kind) || l.address.empty()) {
+            continue;
+        }
+        auto a = net::ip_addr::parse(l.address);
+        if (!a) {
+            continue;
+        }
+        bool own = false;
+        for (const auto& p : _cfg.ports) {
+            for (const auto& pa : p.addresses) {
+                own = own || pa.addr == *a;
+            }
+        }
+        if (!own) {
+            want.insert(*a);
+        }
+    }
+    for (const auto& a : want) {
+        if (_local_vips.count(a) == 0) {
+            if (auto r = glue::set_local_address(a, true); !r) {
+                SLUICE_LOG(WARNING, glue, "l7: %s", r.err().message.c_str());
+                continue;
+            }
+            _local_vips.insert(a);
+        }
+    }
+    for (auto it = _local_vips.begin(); it != _local_vips.end();) {
+        if (want.count(*it) == 0) {
+            (void)glue::set_local_address(*it, false);
+            it = _local_vips.erase(it);
+        } else {
+            ++it;
+        }
+    }
 }
 
 void appliance::push_l7()
@@ -895,6 +938,10 @@ void appliance::shut_down() noexcept
         _engine->shut_down();
         _engine.reset();
     }
+    for (const auto& a : _local_vips) {
+        (void)glue::set_local_address(a, false); // the kernel stops accepting for the VIPs
+    }
+    _local_vips.clear();
     _reactor.reset();
     _mirror.reset();
     _l4view.reset();

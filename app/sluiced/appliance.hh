@@ -72,6 +72,8 @@ private:
     void process_resolves();
     /// Hands the current snapshot and health table to the L7 engine (with _snap_mu held).
     void push_l7();
+    /// Installs local routes for the L7 listeners' addresses the box does not own.
+    void sync_local_vips();
     result<void> create_l4();
     ctl::api_hooks make_hooks();
     bool ready() const;
@@ -122,6 +124,7 @@ private:
     std::vector<l7::health_report> _l7_reports; // drained each tick (capacity kept)
     std::vector<uint64_t> _active_failed; // endpoints failing active checks (guarded by _snap_mu)
     uint64_t _active_version = 0;
+    std::set<net::ip_addr> _local_vips; // local routes installed for L7 VIPs (_snap_mu)
     std::unique_ptr<ctl::config_store> _store;
     std::unique_ptr<ctl::api> _api;
     std::unique_ptr<ctl::rest_server> _rest;

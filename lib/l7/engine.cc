@@ -800,6 +800,10 @@ result<int> open_listener(const std::string& address, uint16_t port, bool freebi
     const int one = 1;
     const int zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    // A VIP listener and a Gateway server without `bind` may share a port: both sockets set
+    // SO_REUSEPORT so the kernel lets them coexist and hands each connection to the most
+    // specific one (the VIP's), which then routes with its own table.
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (freebind) {
         setsockopt(fd, a.is_v4() ? IPPROTO_IP : IPPROTO_IPV6,
                    a.is_v4() ? IP_FREEBIND : IPV6_FREEBIND, &one, sizeof(one));

@@ -29,11 +29,8 @@ TLSMESH="$E2E_TMP/tls.yaml"
 sed "s|@CERTS@|$CERTS|g" "$E2E_ROOT/tests/e2e/l7/tls.yaml.in" >"$TLSMESH"
 sed -i "s|^  files = \[ \];|  files = [ \"$MESH\", \"$TLSMESH\" ];|" "$conf"
 # The access log goes to a file the checks read.
-cat >>"$conf" <<EOF
-l7 = {
-  access_log = "$E2E_TMP/access.log";
-};
-EOF
+sed -i "s|^  access_log      = \"\";|  access_log      = \"$E2E_TMP/access.log\";|" "$conf"
+grep -q "access.log" "$conf" || { echo "FAIL: cannot set l7.access_log"; exit 1; }
 
 in_ns be-a ip addr add 198.19.1.11/24 dev eth0
 in_ns be-b ip addr add 198.19.2.11/24 dev eth0
@@ -157,6 +154,13 @@ t_bad_request_400() {
   [[ "$out" == "HTTP/1.1 400 Bad Request"* ]]
 }
 
+t_http_service_vip() {
+  local out
+  out=$(curl_c -H 'Host: vip.l7.svc.cluster.local' "http://198.18.30.1/vip-check")
+  echo "$out" | head -n 2
+  echo "$out" | grep -q '^v2-b GET /vip-check$'
+}
+
 t_access_log() {
   kill -USR1 "$SLUICED_PID"
   sleep 0.5
@@ -236,6 +240,7 @@ check "httpsRedirect answers 301 to https" t_https_redirect
 check "tls passthrough routed by SNI, backend certificate seen" t_tls_passthrough_by_sni
 check "tls passthrough with an unclaimed SNI is closed" t_tls_passthrough_unknown_sni_closed
 check "DestinationRule tls SIMPLE originates verified TLS" t_tls_origination
+check "HTTP Service VIP served by the engine (mesh routes)" t_http_service_vip
 check "access log lines in Envoy's format" t_access_log
 stats_refresh && grep '^stats: l7' "$SLUICED_LOG" | tail -n 1
 sluiced_stop

@@ -21,6 +21,11 @@ result<void> configure_interface(const std::string& name, uint16_t mtu,
 /// Installs (or replaces) a route in the main table through the named interface.
 result<void> install_route(const config::route_conf& r, const std::string& ifname);
 
+/// Makes `ip` a local address of the namespace (a `local` route on lo, as `ip route add local
+/// IP dev lo table local`) or removes it: the kernel then accepts TCP for L7 VIPs the L7 engine
+/// listens on. Control path.
+result<void> set_local_address(const net::ip_addr& ip, bool present);
+
 /// Asks the kernel to resolve the neighbour `ip` on interface `ifindex` (RTM_NEWNEIGH with
 /// NTF_USE: ARP/ND starts now, as if the kernel had a packet for it). The fast path sees the
 /// answer through the netlink mirror. Control path (called by the control thread, never by a
