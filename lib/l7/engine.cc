@@ -551,6 +551,8 @@ struct stream {
     nanos start = 0;
     timer route_timer;
     timer retry_timer;
+    timer try_timer;              // perTryTimeout of the current attempt
+    uint32_t retries_allowed = 0; // the route's attempts, or x-envoy-max-retries (trusted)
     std::optional<uint64_t> hash;
     std::string set_cookie; // a generated hash cookie to set on the response
 
@@ -1171,6 +1173,36 @@ down_conn* engine_impl::alloc_down()
             }
         },
         d.get());
+    d->st.try_timer.set(
+        [](timer&, void* ctx) {
+            auto* dc = static_cast<down_conn*>(ctx);
+            engine_impl* e = dc->eng;
+            stream& st = dc->st;
+            if (st.up == nullptr || st.resp_started) {
+                return;
+            }
+            // perTryTimeout: this attempt is abandoned; the route timeout still runs.
+            e->_stats.upstream_rq_per_try_timeout.fetch_add(1, std::memory_order_relaxed);
+            e->report(st, health::outcome::local_origin_failure);
+            up_conn* u = st.up;
+            st.up = nullptr;
+            u->owner = nullptr;
+            e->up_close(*u);
+            const retry_rules* r = st.retry;
+            const bool budget = st.retry_counted || st.crt == nullptr ||
+                                st.crt->st->retries_active < st.crt->st->max_retries;
+            if (r != nullptr && (r->on_5xx || r->gateway_error || r->reset) && budget &&
+                st.attempts <= st.retries_allowed && st.req_replayable && st.req_done) {
+                e->_stats.upstream_rq_retry.fetch_add(1, std::memory_order_relaxed);
+                e->schedule_retry(*dc);
+                return;
+            }
+            st.local = true;
+            st.close_after = st.close_after || !st.req_done;
+            e->local_reply(*dc, 504, "upstream request timeout",
+                           rf_ut | (st.attempts > 1 ? static_cast<uint32_t>(rf_urx) : 0U));
+        },
+        d.get());
     d->st.retry_timer.set(
         [](timer&, void* ctx) {
             auto* dc = static_cast<down_conn*>(ctx);
@@ -1623,6 +1655,7 @@ void engine_impl::down_close(down_conn& d) noexcept
         stream& s = d.st;
         _r.cancel(s.route_timer);
         _r.cancel(s.retry_timer);
+        _r.cancel(s.try_timer);
         if (!s.resp_done) {
             _stats.downstream_rq_rx_reset.fetch_add(1, std::memory_order_relaxed);
             if (s.status == 0) {
@@ -1731,6 +1764,7 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.retry = nullptr;
     s.attempts = 0;
     s.fault_abort = 0;
+    s.retries_allowed = 0;
     s.nmirrors = 0;
     s.tcp_proxy = false;
     s.pending = false;
@@ -1944,6 +1978,23 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     if (auto it = s.cfg->retries.find(act);
         it != s.cfg->retries.end() && s.fault_abort == 0 && s.fault_delay == 0) {
         s.retry = &it->second;
+        s.retries_allowed = it->second.attempts;
+    }
+    // x-envoy-max-retries and x-envoy-upstream-rq-timeout-ms, from trusted sources only
+    // (the headers of others were dropped above, as Envoy does for external clients).
+    nanos timeout_override = 0;
+    if (d.trusted) {
+        uint64_t v = 0;
+        const std::string_view mr = m.header("x-envoy-max-retries"sv);
+        if (!mr.empty() && s.retry != nullptr &&
+            std::from_chars(mr.data(), mr.data() + mr.size(), v).ec == std::errc{} && v < 100) {
+            s.retries_allowed = static_cast<uint32_t>(v);
+        }
+        const std::string_view to = m.header("x-envoy-upstream-rq-timeout-ms"sv);
+        if (!to.empty() && std::from_chars(to.data(), to.data() + to.size(), v).ec == std::errc{} &&
+            v < 86400000ULL) {
+            timeout_override = v * ns_per_ms;
+        }
     }
 
     // Consistent-hash key.
@@ -2061,7 +2112,9 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     }
     b.append("\r\n"sv);
 
-    if (act->timeout && act->timeout->count() > 0) {
+    if (timeout_override != 0) {
+        _r.arm(s.route_timer, timeout_override);
+    } else if (act->timeout && act->timeout->count() > 0) {
         _r.arm(s.route_timer, static_cast<nanos>(act->timeout->count()));
     }
     if (s.fault_delay != 0) {
@@ -2440,6 +2493,7 @@ void engine_impl::finish_stream(down_conn& d) noexcept
     stream& s = d.st;
     _r.cancel(s.route_timer);
     _r.cancel(s.retry_timer);
+    _r.cancel(s.try_timer);
     switch (s.status / 100) {
     case 1:
         _stats.downstream_rq_1xx.fetch_add(1, std::memory_order_relaxed);
@@ -2677,6 +2731,9 @@ void engine_impl::start_upstream(down_conn& d) noexcept
         s.active_counted = true;
     }
     _stats.upstream_rq_total.fetch_add(1, std::memory_order_relaxed);
+    if (s.retry != nullptr && s.retry->per_try_timeout != 0) {
+        _r.arm(s.try_timer, s.retry->per_try_timeout);
+    }
     // A pooled connection first (most recently used: warm in the kernel and the server).
     std::vector<up_conn*>& idle = *s.crt->idle[s.ep];
     while (!idle.empty()) {
@@ -3130,7 +3187,8 @@ void engine_impl::on_response_head(up_conn& u, down_conn& d) noexcept
     }
 
     // Retry on the response status before anything reaches the client.
-    if (!m.informational && s.retry != nullptr && s.attempts <= s.retry->attempts &&
+    _r.cancel(s.try_timer);
+    if (!m.informational && s.retry != nullptr && s.attempts <= s.retries_allowed &&
         s.req_replayable && s.req_done && m.status >= 400) {
         const retry_rules& r = *s.retry;
         bool again = (r.on_5xx && m.status >= 500) ||
@@ -3361,7 +3419,7 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
     }
     const retry_rules* r = s.retry;
     const bool retriable =
-        r != nullptr && s.attempts <= r->attempts && s.req_replayable &&
+        r != nullptr && s.attempts <= s.retries_allowed && s.req_replayable &&
         ((connect_failure && (r->connect_failure || r->on_5xx || r->gateway_error)) ||
          (!connect_failure && (r->reset || r->on_5xx)));
     const bool budget =
@@ -3390,6 +3448,7 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
 void engine_impl::schedule_retry(down_conn& d) noexcept
 {
     stream& s = d.st;
+    _r.cancel(s.try_timer);
     if (!s.retry_counted) {
         ++s.crt->st->retries_active;
         s.retry_counted = true;

@@ -1019,5 +1019,73 @@ spec:
     EXPECT_EQ(primary.requests(), 5);
 }
 
+TEST(L7Engine, PerTryTimeoutRetriesThenAnswers504)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - timeout: 5s
+    retries: {attempts: 2, perTryTimeout: 0.1s, retryOn: 5xx}
+    route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    const auto t0 = std::chrono::steady_clock::now();
+    const response r = request(h.port(), get("x", "/sleep/400"));
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    EXPECT_EQ(r.status, 504);
+    EXPECT_GE(ms, 300);  // three tries of 100 ms
+    EXPECT_LT(ms, 1500); // not the 5 s route timeout, nor three full 400 ms answers
+    EXPECT_EQ(h.stats().upstream_rq_per_try_timeout.load(), 3U);
+    for (int i = 0; i < 200 && v1.requests() < 3; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(v1.requests(), 3);
+}
+
+TEST(L7Engine, EnvoyControlHeadersOnlyFromTrustedSources)
+{
+    const std::string routes = R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - retries: {attempts: 4, retryOn: 5xx}
+    route: [{destination: {host: svc.test}}]
+)";
+    {
+        backend v1("v1");
+        harness h(std::string(gateway_yaml) + service("svc.test", {&v1}) + routes);
+        // Untrusted: x-envoy-max-retries is removed, the route's 4 retries apply.
+        EXPECT_EQ(request(h.port(), get("x", "/status/503", "x-envoy-max-retries: 1\r\n")).status,
+                  503);
+        EXPECT_EQ(v1.requests(), 5);
+    }
+    {
+        backend v1("v1");
+        engine_settings s;
+        s.trusted_sources.push_back(*net::prefix::parse("127.0.0.0/8"));
+        harness h(std::string(gateway_yaml) + service("svc.test", {&v1}) + routes, s);
+        EXPECT_EQ(request(h.port(), get("x", "/status/503", "x-envoy-max-retries: 1\r\n")).status,
+                  503);
+        EXPECT_EQ(v1.requests(), 2);
+        // x-envoy-upstream-rq-timeout-ms sets the route timeout.
+        EXPECT_EQ(
+            request(h.port(), get("x", "/sleep/600", "x-envoy-upstream-rq-timeout-ms: 100\r\n"))
+                .status,
+            504);
+    }
+}
+
 } // namespace
 } // namespace sluice::l7
