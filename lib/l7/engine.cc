@@ -413,6 +413,7 @@ struct retry_rules {
     std::vector<uint32_t> codes;
     nanos per_try_timeout = 0;
     nanos backoff = 25 * ns_per_ms;
+    bool remote_localities = false; // retryRemoteLocalities
 };
 
 /// A config as the engine runs it. Requests hold it by reference count.
@@ -461,6 +462,7 @@ retry_rules parse_retry(const snapshot::retry_policy& p)
         r.per_try_timeout = static_cast<nanos>(p.per_try_timeout->count());
     }
     r.backoff = static_cast<nanos>(p.backoff.count());
+    r.remote_localities = p.retry_remote_localities;
     return r;
 }
 
@@ -2670,6 +2672,14 @@ bool engine_impl::pick_host(down_conn& d) noexcept
         lb_request lr;
         lr.hash = s.hash;
         lr.random = rand();
+        if (s.attempts > 0 && s.retry != nullptr && s.retry->remote_localities) {
+            // retryRemoteLocalities: avoid the levels already tried.
+            for (uint32_t t : s.tried) {
+                if (t != no_index && t < c.c->plan.level_of.size() && c.c->plan.level_of[t] < 64) {
+                    lr.exclude_levels |= uint64_t{1} << c.c->plan.level_of[t];
+                }
+            }
+        }
         const uint32_t ep = c.lb.pick(lr, c.active);
         if (ep == no_endpoint_index || ep >= c.hosts.size()) {
             return false;

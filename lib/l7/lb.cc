@@ -414,6 +414,19 @@ uint32_t cluster_lb::pick(const lb_request& r, std::span<const uint32_t> active)
     if (!ch.ok || ch.level >= _level_sets.size()) {
         return no_endpoint_index;
     }
+    if (r.exclude_levels != 0 && ch.level < 64 && (r.exclude_levels >> ch.level & 1U) != 0) {
+        // retryRemoteLocalities: the next level that was not tried, healthy endpoints first.
+        for (size_t l = 0; l < _level_sets.size() && l < 64; ++l) {
+            if ((r.exclude_levels >> l & 1U) != 0) {
+                continue;
+            }
+            const uint32_t alt =
+                _level_sets[l].healthy != no_set ? _level_sets[l].healthy : _level_sets[l].all;
+            if (alt != no_set) {
+                return pick_in(alt, r, active);
+            }
+        }
+    }
     set_pair p = _level_sets[ch.level];
     if (ch.group != locality::all_groups) {
         const uint32_t g = _group_begin[ch.level] + ch.group;

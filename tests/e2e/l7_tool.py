@@ -14,6 +14,8 @@
   par HOST PORT AUTHORITY PATH CLIENTS EACH
       CLIENTS concurrent clients, EACH requests each (one connection per request); prints
       "STATUS x-envoy-overloaded" per request.
+  watch HOST PORT AUTHORITY PATH SECONDS INTERVAL_MS
+      A request every INTERVAL_MS for SECONDS; prints "T_MS STATUS BACKEND" per request.
   ws HOST PORT AUTHORITY MESSAGE
       Upgrades /ws and sends MESSAGE; prints what came back.
 """
@@ -149,6 +151,27 @@ def par(host, port, authority, path, clients, each):
     print("\n".join(out))
 
 
+def watch(host, port, authority, path, seconds, interval_ms):
+    """A request every INTERVAL_MS for SECONDS on a keep-alive connection (reconnecting after
+    an error); prints "T_MS STATUS BACKEND" per request, T_MS since the epoch."""
+    end = time.time() + seconds
+    conn = None
+    while time.time() < end:
+        if conn is None:
+            conn = http.client.HTTPConnection(host, port, timeout=5)
+        t = int(time.time() * 1000)
+        try:
+            conn.request("GET", path, headers={"Host": authority})
+            r = conn.getresponse()
+            r.read()
+            print(t, r.status, r.getheader("x-backend", "-"), flush=True)
+        except (OSError, http.client.HTTPException) as e:
+            print(t, "ERROR", type(e).__name__, flush=True)
+            conn.close()
+            conn = None
+        time.sleep(interval_ms / 1000.0)
+
+
 def ws(host, port, authority, message):
     s = socket.create_connection((host, port), timeout=10)
     s.sendall(("GET /ws HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -184,6 +207,8 @@ def main():
         get(a[0], int(a[1]), a[2], a[3], int(a[4]), a[5:])
     elif cmd == "par":
         par(a[0], int(a[1]), a[2], a[3], int(a[4]), int(a[5]))
+    elif cmd == "watch":
+        watch(a[0], int(a[1]), a[2], a[3], float(a[4]), float(a[5]))
     elif cmd == "ws":
         ws(a[0], int(a[1]), a[2], a[3])
     else:

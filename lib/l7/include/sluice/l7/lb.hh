@@ -75,6 +75,11 @@ struct lb_request {
     std::optional<uint64_t> hash;
     /// A fresh 64-bit random draw from the engine's RNG for this pick (a retry draws again).
     uint64_t random = 0;
+    /// Priority levels to avoid (bit i: level i), for retries with retryRemoteLocalities
+    /// (Envoy's previous_priorities): when the selector picks an excluded level, the first
+    /// later level not excluded with a usable endpoint is used instead (the chosen one when
+    /// there is none).
+    uint64_t exclude_levels = 0;
 };
 
 /// How a cluster_lb picks inside a candidate set.
