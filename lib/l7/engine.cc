@@ -299,6 +299,16 @@ ssize_t io_send(int fd, tls_stream& t, const char* p, size_t n) noexcept
 
 } // namespace
 
+nanos retry_backoff(nanos base, uint32_t retry, uint64_t random) noexcept
+{
+    if (base == 0) {
+        return 0;
+    }
+    const uint32_t n = retry == 0 ? 0 : retry - 1;
+    const nanos cap = std::min(base << std::min<uint32_t>(n, 10), base * 10);
+    return random % (cap + 1);
+}
+
 // ------------------------------------------------------------------------ config_slot
 
 void config_slot::put(std::shared_ptr<const engine_config> c)
@@ -3468,14 +3478,9 @@ void engine_impl::schedule_retry(down_conn& d) noexcept
         s.active_counted = false;
     }
     s.req_sent = 0;
-    // Fully jittered exponential backoff: uniform in [0, base * 2^(n-1)], capped at 10x base.
     const nanos base =
         s.retry != nullptr && s.retry->backoff != 0 ? s.retry->backoff : 25 * ns_per_ms;
-    const uint32_t n = s.attempts == 0 ? 0 : s.attempts - 1;
-    nanos cap = base << std::min<uint32_t>(n, 10);
-    cap = std::min(cap, base * 10);
-    const nanos wait = cap == 0 ? 0 : rand() % (cap + 1);
-    _r.arm(s.retry_timer, wait);
+    _r.arm(s.retry_timer, retry_backoff(base, s.attempts, rand()));
 }
 
 void engine_impl::up_release(up_conn& u, down_conn& d, bool reusable) noexcept

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -439,6 +440,32 @@ std::string backend_of(const response& r)
 {
     auto it = r.headers.find("x-backend");
     return it == r.headers.end() ? std::string() : it->second;
+}
+
+TEST(L7RetryBackoff, FullyJitteredExponentialCappedAtTenTimesBase)
+{
+    const nanos base = 25 * ns_per_ms;
+    std::mt19937_64 rng(7);
+    for (uint32_t retry = 1; retry <= 8; ++retry) {
+        const nanos cap = std::min<nanos>(base << (retry - 1), 10 * base);
+        nanos lo = UINT64_MAX;
+        nanos hi = 0;
+        double sum = 0;
+        for (int i = 0; i < 20000; ++i) {
+            const nanos w = retry_backoff(base, retry, rng());
+            ASSERT_LE(w, cap);
+            lo = std::min(lo, w);
+            hi = std::max(hi, w);
+            sum += static_cast<double>(w);
+        }
+        // Uniform over [0, cap]: the extremes are reached and the mean is cap / 2.
+        EXPECT_LT(lo, cap / 50) << retry;
+        EXPECT_GT(hi, cap - cap / 50) << retry;
+        EXPECT_NEAR(sum / 20000 / static_cast<double>(cap), 0.5, 0.02) << retry;
+    }
+    // 25 ms, 50, 100, 200, then 250 ms from the fifth retry on.
+    EXPECT_EQ(retry_backoff(base, 5, UINT64_MAX - 1) <= 250 * ns_per_ms, true);
+    EXPECT_EQ(retry_backoff(0, 3, 12345), 0U);
 }
 
 TEST(L7Engine, RoutesByHeaderAndAnswers404ForUnclaimedHosts)

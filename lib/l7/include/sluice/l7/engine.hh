@@ -154,6 +154,11 @@ struct engine_stats {
     std::atomic<uint64_t> listener_errors{0};
 };
 
+/// The wait before retry number `retry` (1 for the first): Envoy's fully jittered exponential
+/// backoff, uniform in [0, base x 2^(retry-1)] capped at 10 x base (25 ms and 250 ms with
+/// Istio's default `backoff`). `random` is a uniform 64-bit draw. Pure.
+[[nodiscard]] nanos retry_backoff(nanos base, uint32_t retry, uint64_t random) noexcept;
+
 /// Per-cluster counters (Envoy's cluster stats), kept across configs by cluster name.
 struct cluster_counters {
     uint64_t rq_total = 0;            ///< upstream_rq_total
