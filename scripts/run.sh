@@ -9,6 +9,9 @@
 #   - shows the L4 fast path: 20 TCP connections per round to the VIP 198.18.10.1:7000, which
 #     stay in zone-a (PreferClose); in rounds 4-6 zone-a's server is stopped and outlier
 #     detection fails new connections over to zone-b; from round 7 zone-a is back;
+#   - shows the L7 engine: 20 HTTP requests per round to web.demo.example.com/api/orders on
+#     the edge gateway (198.18.0.1:80), routed and balanced over the zones' web servers;
+#     while zone-a is down, retries and outlier detection keep every answer a 200;
 #   - tears everything down.
 # Usage: sudo ./scripts/run.sh
 set -uo pipefail
@@ -66,11 +69,15 @@ echo "hello from sluice's kernel side (appliance namespace), reached through DPD
 ip netns exec "$P-app" python3 -m http.server --bind 198.18.0.1 --directory "$tmp/www" 8080 >/dev/null 2>&1 &
 sleep 0.5
 
-# One TCP server per zone, answering each connection with its zone's name.
+# One TCP server (7000) and one HTTP server (8080) per zone, each answering with its zone's
+# name.
 tool="$root/tests/e2e/l4_tool.py"
+l7tool="$root/tests/e2e/l7_tool.py"
 start_zone() {
   local i=$2
   ip netns exec "$P-be-$1" python3 "$tool" serve "zone-$1" "198.19.$i.10" 7000 7001 86400 \
+    >/dev/null 2>&1 &
+  ip netns exec "$P-be-$1" python3 "$l7tool" serve "zone-$1" "198.19.$i.10" 8080 86400 \
     >/dev/null 2>&1 &
 }
 i=1
@@ -98,6 +105,8 @@ cat <<EOT
      sudo ip netns exec $P-client ping 198.18.0.1
      sudo ip netns exec $P-client curl http://198.18.0.1:8080/
      sudo ip netns exec $P-client nc 198.18.10.1 7000   # the L4 VIP: a zone answers
+     sudo ip netns exec $P-client curl -i -H 'Host: web.demo.example.com' http://198.18.0.1/api/orders
+                                                        # the L7 engine routes it to a zone
      sudo ip netns exec $P-app ip route      # what the netlink mirror copies into the FIB
      sudo ip netns exec $P-app $root/build/app/sluicectl/sluicectl --token-file $tmp/token status
    Ctrl-C stops the demo and removes everything.
@@ -129,6 +138,9 @@ while [ $SECONDS -lt $deadline ]; do
   tally=$(ip netns exec "$P-client" python3 "$tool" tcp 198.18.10.1 7000 20 0 2 0.02 |
     awk '{print $2}' | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}')
   echo "   client: 20 TCP connections to VIP 198.18.10.1:7000 -> ${tally%, }"
+  tally=$(ip netns exec "$P-client" python3 "$l7tool" get 198.18.0.1 80 web.demo.example.com \
+    /api/orders 20 | awk '{print $1 " " $2}' | sort | uniq -c | awk '{printf "%s %s %s, ", $3, $2, $1}')
+  echo "   client: 20 HTTP requests, web.demo.example.com/api/orders via the L7 engine -> ${tally%, }"
   n=$(grep -c '^stats: drops' "$tmp/sluiced.log")
   kill -USR1 "$sluiced_pid"
   for _ in $(seq 1 20); do [ "$(grep -c '^stats: drops' "$tmp/sluiced.log")" -gt "$n" ] && break; sleep 0.1; done
@@ -136,6 +148,8 @@ while [ $SECONDS -lt $deadline ]; do
   grep '^stats: drops' "$tmp/sluiced.log" | tail -n 1 | awk '{print "   counters: drops " $3}'
   grep '^stats: l4' "$tmp/sluiced.log" | tail -n 1 |
     awk '{print "   counters: l4 " $3, $4, $5, $12, $NF}'
+  grep '^stats: l7' "$tmp/sluiced.log" | tail -n 1 |
+    awk '{print "   counters: l7 " $4, $5, $8, $10, $11, $13, $14}'
   kill -0 "$sluiced_pid" 2>/dev/null || { echo "sluiced exited"; tail "$tmp/sluiced.log"; exit 1; }
   sleep 5
 done
