@@ -468,6 +468,7 @@ retry_rules parse_retry(const snapshot::retry_policy& p)
         v.remove_prefix(comma + 1);
     }
     r.codes = p.retriable_status_codes;
+    r.status_codes = r.status_codes || !r.codes.empty(); // bare codes imply the token
     if (p.per_try_timeout) {
         r.per_try_timeout = static_cast<nanos>(p.per_try_timeout->count());
     }
@@ -3208,6 +3209,10 @@ void engine_impl::on_response_head(up_conn& u, down_conn& d) noexcept
 
     // Retry on the response status before anything reaches the client.
     _r.cancel(s.try_timer);
+    if (!m.informational && s.retry != nullptr && s.attempts > s.retries_allowed &&
+        s.attempts > 1 && m.status >= 500) {
+        s.flags |= rf_urx; // the retries are spent: this answer goes to the client
+    }
     if (!m.informational && s.retry != nullptr && s.attempts <= s.retries_allowed &&
         s.req_replayable && s.req_done && m.status >= 400) {
         const retry_rules& r = *s.retry;

@@ -350,7 +350,7 @@ private:
 /// A reactor thread running an engine on loopback with the given mesh YAML.
 class harness {
 public:
-    explicit harness(const std::string& yaml, engine_settings s = {})
+    explicit harness(const std::string& yaml, engine_settings s = {}, clock_source clock = {})
     {
         s.bind_override = "127.0.0.1";
         if (getenv("L7_TEST_LOG") != nullptr) {
@@ -370,8 +370,8 @@ public:
         cfg->snap = std::make_shared<snapshot::snapshot>(std::move(*snap));
         _slot.put(cfg);
         std::atomic<bool> ready{false};
-        _thread = std::thread([this, s, &ready] {
-            auto r = reactor::create();
+        _thread = std::thread([this, s, clock, &ready] {
+            auto r = reactor::create(clock);
             auto e = engine::create(**r, s);
             _engine = e->get();
             while (!_stop.load()) {
@@ -1112,6 +1112,47 @@ spec:
                 .status,
             504);
     }
+}
+
+/// A clock the test moves by hand (the reactor reads it once per poll).
+struct fake_time {
+    std::atomic<nanos> now{1'000'000'000};
+    static nanos read(void* c) { return static_cast<fake_time*>(c)->now.load(); }
+};
+
+TEST(L7Engine, RouteTimeoutFiresOnTheReactorClock)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - timeout: 2s
+    route: [{destination: {host: svc.test}}]
+)";
+    fake_time ft;
+    harness h(yaml, {}, clock_source{&fake_time::read, &ft});
+    std::atomic<int> status{0};
+    const auto t0 = std::chrono::steady_clock::now();
+    std::thread client([&] { status = request(h.port(), get("x", "/sleep/800")).status; });
+    for (int i = 0; i < 400 && v1.requests() == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_EQ(v1.requests(), 1); // the backend holds the request (800 ms of real time)
+    ft.now += 1'900'000'000;     // 1.9 s of reactor time: not yet
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    EXPECT_EQ(status.load(), 0);
+    ft.now += 200'000'000; // past 2 s: 504 at once, long before the backend answers
+    client.join();
+    EXPECT_EQ(status.load(), 504);
+    EXPECT_LT(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count(),
+        700);
 }
 
 } // namespace
