@@ -552,7 +552,9 @@ struct stream {
     bool pending = false;   // waiting in the cluster's queue for a connection
     bool rq_counted = false;
     bool retry_counted = false;
-    uint16_t fault_abort = 0; // after an injected delay: answer this status instead
+    bool reused = false;        // the current attempt runs on a pooled connection
+    bool stale_retried = false; // a stale pooled connection was replaced once
+    uint16_t fault_abort = 0;   // after an injected delay: answer this status instead
     uint8_t nmirrors = 0;
     uint32_t mirrors[2] = {no_index, no_index}; // mirror clusters drawn for this request
     nanos fault_delay = 0;
@@ -1482,6 +1484,13 @@ void engine_impl::down_read(down_conn& d) noexcept
         }
         return;
     }
+    if (d.read_eof && d.has_stream && d.st.req_done && !d.st.resp_done && !d.st.tunnel) {
+        // The client closed while its request waits on the upstream: the exchange is
+        // abandoned (DC) and the upstream connection released, as Envoy resets the stream.
+        d.st.flags |= rf_dc;
+        down_close(d);
+        return;
+    }
     down_process(d);
 }
 
@@ -1554,6 +1563,15 @@ void engine_impl::down_process(down_conn& d) noexcept
             on_request_done(d);
             break;
         case http1_event_kind::error: {
+            if (ev.error == http1_error::truncated) {
+                // The client closed inside a message: a downstream reset (DC), not a 400.
+                if (d.has_stream) {
+                    d.st.flags |= rf_dc;
+                }
+                d.processing = false;
+                down_close(d);
+                return;
+            }
             _stats.downstream_rq_bad.fetch_add(1, std::memory_order_relaxed);
             const uint16_t status = http1_error_status(ev.error);
             if (d.has_stream && (d.st.resp_started || !d.st.local)) {
@@ -1783,6 +1801,8 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.pending = false;
     s.rq_counted = false;
     s.retry_counted = false;
+    s.reused = false;
+    s.stale_retried = false;
     std::fill(std::begin(s.tried), std::end(s.tried), no_index);
     s.req.clear();
     s.req_sent = 0;
@@ -2067,7 +2087,10 @@ void engine_impl::on_request_head(down_conn& d) noexcept
         b.append(rw ? std::string_view(rw->path) : std::string_view(s.path));
     }
     b.append(" HTTP/1.1\r\n"sv);
-    b.header("host"sv, rw ? std::string_view(rw->authority) : m.authority);
+    // An HTTP/1.0 request may have no Host: the upstream gets the service's host name.
+    b.header("host"sv, rw                    ? std::string_view(rw->authority)
+                       : m.authority.empty() ? std::string_view(s.crt->c->host)
+                                             : m.authority);
     const snapshot::header_ops& rops = act->headers.request;
     const snapshot::header_ops& dops = s.dest->headers.request;
     bool have_rid = false;
@@ -2766,12 +2789,18 @@ void engine_impl::start_upstream(down_conn& d) noexcept
         if (u->closed) {
             continue;
         }
+        if (u->hup) {
+            up_close(*u);
+            continue;
+        }
         _stats.upstream_cx_reused.fetch_add(1, std::memory_order_relaxed);
         u->owner = &d;
         s.up = u;
+        s.reused = true;
         up_ready(*u, d);
         return;
     }
+    s.reused = false;
     if (cs.cx >= cs.max_connections) {
         // maxConnections reached: wait for a connection (http1MaxPendingRequests), or 503 UO.
         if (cs.pending.size() >= cs.max_pending) {
@@ -2789,6 +2818,7 @@ void engine_impl::start_upstream(down_conn& d) noexcept
 void engine_impl::connect_for(down_conn& d) noexcept
 {
     stream& s = d.st;
+    s.reused = false;
     up_conn* u = connect_to(s.host, *s.crt);
     if (u == nullptr) {
         upstream_failed(d, rf_uf, true);
@@ -2817,6 +2847,7 @@ void engine_impl::dispatch_pending(cluster_state& cs) noexcept
             _r.cancel(u->idle_timer);
             u->owner = d;
             d->st.up = u;
+            d->st.reused = true;
             up_ready(*u, *d);
             continue;
         }
@@ -3138,7 +3169,7 @@ void engine_impl::up_process(up_conn& u, down_conn& d) noexcept
             again = true;
             break;
         case http1_event_kind::body:
-            if (s.resp_chunked || u.parser.message().chunked) {
+            if (s.resp_chunked) {
                 char hdr[24];
                 auto r = std::to_chars(hdr, hdr + 20, ev.data.size(), 16);
                 *r.ptr++ = '\r';
@@ -3161,7 +3192,7 @@ void engine_impl::up_process(up_conn& u, down_conn& d) noexcept
                 again = true;
                 break; // a 1xx was relayed; the final response follows
             }
-            if (u.parser.message().chunked) {
+            if (s.resp_chunked) {
                 down_write(d, "0\r\n\r\n"sv);
             }
             const bool reusable = u.parser.message().keep_alive && s.req_done &&
@@ -3169,15 +3200,14 @@ void engine_impl::up_process(up_conn& u, down_conn& d) noexcept
             s.resp_done = true;
             s.up = nullptr;
             up_release(u, d, reusable);
-            if (s.req_done) {
-                finish_stream(d);
-            } else {
-                // The upstream answered before the request ended: finish reading it, then
-                // close (the connection state is unknown to the next request).
-                s.discard_body = true;
-                s.local = true;
+            if (!s.req_done) {
+                // The upstream answered before the request ended: nothing more of it is
+                // needed; the client connection closes once the answer is written.
+                s.req_done = true;
                 s.close_after = true;
+                d.in.clear();
             }
+            finish_stream(d);
             return;
         }
         case http1_event_kind::error:
@@ -3254,6 +3284,11 @@ void engine_impl::on_response_head(up_conn& u, down_conn& d) noexcept
     b.append(m.reason.empty() ? reason_phrase(m.status) : m.reason);
     b.append("\r\n"sv);
     const bool switching = m.status == 101 || (m.connect && s.upgrade);
+    if (!informational && !switching && !s.req_done) {
+        // The upstream answers before the request ended (413, 401...): the connection's state
+        // is unknown after this exchange, so it closes once the answer is out (Envoy).
+        s.close_after = true;
+    }
     for (const http1_header& h : m.headers) {
         const std::string_view n = h.name;
         if (hop_by_hop(n)) {
@@ -3315,9 +3350,10 @@ void engine_impl::on_response_head(up_conn& u, down_conn& d) noexcept
             b.append("content-length: "sv);
             b.append_uint(m.content_length);
             b.append("\r\n"sv);
-        } else if (m.framing == body_framing::chunked) {
-            b.append("transfer-encoding: chunked\r\n"sv);
-        } else if (m.framing == body_framing::until_close) {
+        } else if (m.framing == body_framing::chunked || m.framing == body_framing::until_close) {
+            // Chunked to an HTTP/1.1 client (re-chunking a close-delimited body keeps the
+            // connection); an HTTP/1.0 client cannot take chunks (RFC 9112 §6.1): raw bytes,
+            // then close.
             if (s.version_minor >= 1) {
                 b.append("transfer-encoding: chunked\r\n"sv);
                 s.resp_chunked = true;
@@ -3435,6 +3471,23 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
     if (d.closed) {
         return;
     }
+    if (!connect_failure && s.reused && !s.stale_retried && !s.resp_started && s.req_replayable &&
+        !s.tcp_proxy) {
+        // A pooled connection the server closed just as the request went out (its FIN
+        // crossed the request): nothing reached the application, so the request is sent once
+        // more on a fresh connection, outside the retry policy (Envoy's reset-before-request;
+        // nginx does the same for keep-alive connections). Not a health signal.
+        s.stale_retried = true;
+        s.req_sent = 0;
+        if (s.active_counted && s.crt != nullptr && s.ep < s.crt->active.size()) {
+            --s.crt->active[s.ep];
+            s.active_counted = false;
+        }
+        --s.attempts;
+        _stats.upstream_rq_stale_retry.fetch_add(1, std::memory_order_relaxed);
+        start_upstream(d);
+        return;
+    }
     report(s, connect_failure ? health::outcome::connect_failure
                               : health::outcome::local_origin_failure);
     if (s.tcp_proxy) {
@@ -3493,7 +3546,9 @@ void engine_impl::up_release(up_conn& u, down_conn& d, bool reusable) noexcept
     (void)d;
     u.owner = nullptr;
     const cluster_rt* c = d.st.crt;
-    if (!reusable || u.closed || c == nullptr ||
+    // A hang-up that came with the response (the FIN read with it or flagged by epoll) would
+    // never be reported again: such a connection is closed, not pooled.
+    if (!reusable || u.closed || u.hup || c == nullptr ||
         (c->max_requests_per_connection != 0 && u.requests >= c->max_requests_per_connection)) {
         up_close(u);
         return;
@@ -3509,6 +3564,7 @@ void engine_impl::up_release(up_conn& u, down_conn& d, bool reusable) noexcept
         w->st.pending = false;
         u.owner = w;
         w->st.up = &u;
+        w->st.reused = true;
         up_ready(u, *w);
         return;
     }

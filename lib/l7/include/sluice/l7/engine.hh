@@ -143,7 +143,8 @@ struct engine_stats {
     std::atomic<uint64_t> upstream_rq_retry{0};
     std::atomic<uint64_t> upstream_rq_timeout{0};
     std::atomic<uint64_t> upstream_rq_per_try_timeout{0};
-    std::atomic<uint64_t> upstream_rq_overflow{0}; ///< 503 UO: a connectionPool limit
+    std::atomic<uint64_t> upstream_rq_stale_retry{0}; ///< resent after a stale pooled connection
+    std::atomic<uint64_t> upstream_rq_overflow{0};    ///< 503 UO: a connectionPool limit
     std::atomic<uint64_t> upstream_resp_bad{0};
     std::atomic<uint64_t> no_route{0};
     std::atomic<uint64_t> no_healthy_upstream{0};
