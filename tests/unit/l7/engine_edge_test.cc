@@ -5,8 +5,8 @@
 // the stale pooled connection race). Real kernel sockets and backend threads whose
 // behaviour each test scripts; every port is ephemeral (STYLE T6) and every wait bounded.
 //
-// Tests named DISABLED_ document a misbehaviour found by this file (see the comment above
-// each): they are kept so that a fix turns them on.
+// Tests whose comment says "Regression (fixed)" describe a misbehaviour this file found in
+// the engine's first version, now fixed; each keeps the diagnosis of what went wrong.
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -937,7 +937,7 @@ void serve_strict(backend& b, server_conn& c)
     }
 }
 
-// DISABLED: an HTTP/1.0 request without Host (legal in HTTP/1.0) is forwarded upstream as
+// Regression (fixed): an HTTP/1.0 request without Host (legal in HTTP/1.0) is forwarded upstream as
 // HTTP/1.1 with an empty "host: " field (engine.cc on_request_head writes
 // `b.header("host", m.authority)` with an empty authority). An empty Host is legal in
 // HTTP/1.1 only when the target URI has no authority, and sluice's own codec rejects it
@@ -946,7 +946,7 @@ void serve_strict(backend& b, server_conn& c)
 // Envoy by default refuses HTTP/1.0 (426) and, with accept_http_10, fills the Host with
 // default_host_for_http_10. Expected: the engine supplies a Host (the service host or the
 // listener's authority) or refuses the request itself.
-TEST(L7Edge, DISABLED_Http10WithoutHostReachesAStrictBackendWithAHost)
+TEST(L7Edge, Http10WithoutHostReachesAStrictBackendWithAHost)
 {
     backend v1("v1", serve_strict);
     harness h(one_backend(v1));
@@ -956,14 +956,14 @@ TEST(L7Edge, DISABLED_Http10WithoutHostReachesAStrictBackendWithAHost)
     EXPECT_NE(r.body.find("body-bytes: 3\n"), std::string::npos) << r.body;
 }
 
-// DISABLED: an HTTP/1.0 client gets `Transfer-Encoding: chunked` and chunk framing when the
+// Regression (fixed): an HTTP/1.0 client gets `Transfer-Encoding: chunked` and chunk framing when the
 // upstream answers chunked. RFC 9112 §6.1: a server MUST NOT send Transfer-Encoding in a
 // response to an HTTP/1.0 request (the client cannot decode it; it sees "3e8\r\n..." in its
 // body). engine.cc on_response_head copies `m.framing == chunked` to the client as
 // "transfer-encoding: chunked" without looking at s.version_minor, and up_process re-chunks
 // body pieces for `u.parser.message().chunked`. Envoy's HTTP/1 codec never chunk-encodes
 // toward an HTTP/1.0 peer: it sends the body raw and closes the connection after it.
-TEST(L7Edge, DISABLED_Http10ClientNeverReceivesChunkedEncoding)
+TEST(L7Edge, Http10ClientNeverReceivesChunkedEncoding)
 {
     backend v1("v1", serve_close_delimited);
     harness h(one_backend(v1));
@@ -1265,7 +1265,7 @@ TEST(L7Edge, ClientResetMidRequestReleasesTheUpstreamAndIsCounted)
     client_leaves_mid_request(true);
 }
 
-// DISABLED: a client that closes (FIN) in the middle of its request body is counted as a
+// Regression (fixed): a client that closes (FIN) in the middle of its request body is counted as a
 // bad request (downstream_rq_bad, a 400 written to the departed client, 4xx stats, DPE in
 // the access log), not as a reset (downstream_rq_rx_reset, DC). engine.cc down_process: at
 // EOF with an empty input buffer the `use_finish` path calls parser.finish(), which returns
@@ -1273,7 +1273,7 @@ TEST(L7Edge, ClientResetMidRequestReleasesTheUpstreamAndIsCounted)
 // rf_dpe), sets resp_done, and down_close no longer counts the reset. (The need_more
 // branch a few lines above handles the same EOF correctly, with rf_dc and down_close, when
 // bytes are still buffered.) With an RST the recv error path counts it right.
-TEST(L7Edge, DISABLED_ClientFinMidRequestIsCountedAsAResetNotABadRequest)
+TEST(L7Edge, ClientFinMidRequestIsCountedAsAResetNotABadRequest)
 {
     client_leaves_mid_request(false);
 }
@@ -1330,7 +1330,7 @@ TEST(L7Edge, ClientDisconnectMidResponseReleasesTheUpstreamAndIsCounted)
     EXPECT_EQ(request(h.port(), get("/next")).status, 200);
 }
 
-// DISABLED: a client that closes while its complete request waits for a slow (here: hung)
+// Regression (fixed): a client that closes while its complete request waits for a slow (here: hung)
 // upstream is not noticed: the upstream connection and the downstream stream stay open until
 // the upstream answers (forever here), one leaked pair per impatient client. down_read sees
 // recv() == 0 and sets read_eof, then down_process returns at once because `d.st.req_done`
@@ -1339,7 +1339,7 @@ TEST(L7Edge, ClientDisconnectMidResponseReleasesTheUpstreamAndIsCounted)
 // when the downstream connection closes (HTTP/1 has no half-close by default). Expected: on
 // EOF (or EPOLLRDHUP) from the client while the response has not started, close the
 // upstream (flag DC, count downstream_rq_rx_reset) and the client connection.
-TEST(L7Edge, DISABLED_ClientDisconnectWhileTheUpstreamHangsClosesTheUpstream)
+TEST(L7Edge, ClientDisconnectWhileTheUpstreamHangsClosesTheUpstream)
 {
     backend v1("v1", [](backend& b, server_conn& c) {
         srv_req r;
@@ -1564,7 +1564,7 @@ TEST(L7Edge, UpstreamAnsweringBeforeASmallBodyIsReadIsRelayed)
     early_answer_case(100 * 1024, false);
 }
 
-// DISABLED (fails 5 runs in 8): with a 4 MiB body the 413 reaches the client, then the
+// Regression (fixed; it failed 5 runs in 8): with a 4 MiB body the 413 reaches the client, then the
 // connection often hangs, the client blocked in send(). While the upstream was not reading,
 // down_process paused the body at the high watermark (`s.req.size() - s.req_sent >
 // high_watermark`, "resumes on upstream write") and down_read stopped at max_in_buffer
@@ -1576,14 +1576,14 @@ TEST(L7Edge, UpstreamAnsweringBeforeASmallBodyIsReadIsRelayed)
 // during a request body). Expected: after an early final response, resume reading and
 // discarding the body (call down_process from that `done` branch), or close the connection
 // as Envoy does for HTTP/1.
-TEST(L7Edge, DISABLED_UpstreamAnsweringBeforeALargeBodyEndsIsRelayedAndTheClientClosed)
+TEST(L7Edge, UpstreamAnsweringBeforeALargeBodyEndsIsRelayedAndTheClientClosed)
 {
     // Whether the 4 MiB were all forwarded before the 413 came depends on socket buffers:
     // either the connection closes (request incomplete) or it serves the next request.
     early_answer_case(4 * mib, false);
 }
 
-// DISABLED: after the upstream has answered in full before the request body ended, the
+// Regression (fixed): after the upstream has answered in full before the request body ended, the
 // engine keeps the client connection open waiting for the rest of the body, forever (no
 // timer runs: on_request_head cancelled the headers timer and finish_stream, which re-arms
 // the idle timer, waits for req_done). engine.cc up_process `done` with !s.req_done only
@@ -1591,7 +1591,7 @@ TEST(L7Edge, DISABLED_UpstreamAnsweringBeforeALargeBodyEndsIsRelayedAndTheClient
 // flushed. A client that stops sending (or a slowloris) holds a connection and its stream
 // for downstream_idle_timeout or longer. Envoy, once the response is complete and the
 // request is not, closes the HTTP/1 downstream connection right after the response.
-TEST(L7Edge, DISABLED_EarlyResponseWithAStalledBodyClosesTheClient)
+TEST(L7Edge, EarlyResponseWithAStalledBodyClosesTheClient)
 {
     backend v1("v1", serve_early);
     harness h(one_backend(v1));
@@ -1856,7 +1856,7 @@ TEST(L7Edge, PooledConnectionClosedByTheBackendWhileIdleIsNotReused)
     EXPECT_EQ(v1.requests.load(), 5);
 }
 
-// DISABLED: a backend that closes right after answering (keep-alive not refused in its
+// Regression (fixed): a backend that closes right after answering (keep-alive not refused in its
 // headers, the FIN a moment later, as servers at their max-requests or idle limit do) makes
 // the next request on the pooled connection fail with 503 UC "connection termination".
 // When the response and the FIN are seen in one epoll wake-up (EPOLLIN|EPOLLRDHUP),
@@ -1872,7 +1872,7 @@ TEST(L7Edge, PooledConnectionClosedByTheBackendWhileIdleIsNotReused)
 // `reset-before-request`, a later Envoy retry condition for this very case). Expected: a
 // pooled connection whose hang-up was seen is never reused (up_release could close it when
 // u.hup is set; start_upstream could skip it).
-TEST(L7Edge, DISABLED_BackendClosingRightAfterEachAnswerNeverCosts503)
+TEST(L7Edge, BackendClosingRightAfterEachAnswerNeverCosts503)
 {
     backend v1("v1", idle_closer(0));
     harness h(one_backend(v1));
