@@ -9,18 +9,24 @@
 #   RESULT l7_latency proxy=<name> p50_ms=<x> p99_ms=<y>          (one per proxy)
 #   RESULT l7_allocs_per_request sluice=<x>
 #   RESULT l7_idle_conn_memory sluice_bytes=<x> haproxy_bytes=<y> nginx_bytes=<z>
-#   RESULT l7_appliance_vs_haproxy skipped reason=...              (TODO, see the end)
+#   RESULT l7_appliance_vs_haproxy ratio=<sluice/haproxy> sluice=<rps> peer=<rps> runs=<n>
+#   RESULT l7_appliance_cpu_efficiency_vs_haproxy ratio=... sluice=<rq/cpu-s> peer=<rq/cpu-s> runs=<n>
+#   RESULT l7_appliance_saturated_latency proxy=<sluice|haproxy> p50_ms=<x> p99_ms=<y>
+#   (the l7_appliance lines: the full appliance path, perf/l7/appliance_vs_haproxy.sh, run at
+#   the end; as root only, else `RESULT l7_appliance_vs_haproxy skipped reason=needs-root`)
 # ratio is the median of the per-run ratios (each sluice run against the peer's run of the
 # same round); sluice and peer are the medians of the raw rates. Raw figures are printed as
 # they come.
 #
-# Usage: perf/l7_vs_peers.sh       (about 3 minutes with the defaults; root only if
-#                                   scripts/setup.sh has packages to install)
+# Usage: sudo perf/l7_vs_peers.sh  (about 5 minutes with the defaults: 3 on loopback, 1.5 on
+#                                   the appliance path; without root, the loopback part only,
+#                                   if scripts/setup.sh has nothing to install)
 # Environment: RUNS=5 rounds, DURATION=5 s per measured wrk run (after WARMUP=1 s of the same
 # load, discarded), CONNS=50 wrk connections (-t1), LAT_DURATION=4 s per latency run,
 # LAT_LOAD=50 (the latency runs' offered load, percent of the slowest proxy's median
 # saturated rate), IDLE_CONNS=2000, RULES=100 and REGEX=10 (sluice's route table),
-# PROXY_CPU=1, LOAD_CPU=0.
+# PROXY_CPU=1, LOAD_CPU=0; the appliance part: APP_RUNS=$RUNS rounds of APP_DURATION=$DURATION s
+# (WARMUP, CONNS, RULES, REGEX and LOAD_CPU as above; APP_RUNS=0 skips it).
 #
 # The proxies:
 #  - sluice: perf/l7/sluice-l7d (the engine of lib/l7 alone, one thread, blocking in
@@ -426,9 +432,26 @@ done
 printf 'RESULT l7_allocs_per_request sluice=%.4f\n' "$(echo "$ALLOCS" | median)"
 echo "RESULT l7_idle_conn_memory sluice_bytes=${IDLE[sluice]} haproxy_bytes=${IDLE[haproxy]} nginx_bytes=${IDLE[nginx]}"
 
-# --- TODO: the full appliance path ----------------------------------------------------------------
-# l7_appliance_vs_haproxy: wrk -> sluiced's DPDK "wan" port -> exception path -> the L7 engine on
-# the slow-path lcore -> the backend, against wrk -> HAProxy on the same path. Needs sluiced to
-# run the L7 engine behind its exception interfaces in a namespace this script creates
-# (198.18.0.0/15 addresses, as perf/l4_vs_testpmd.sh does); that integration is not done yet.
-echo "RESULT l7_appliance_vs_haproxy skipped reason=sluiced-l7-integration-not-done"
+# --- the full appliance path -------------------------------------------------------------------
+# l7_appliance_vs_haproxy: wrk -> sluiced's DPDK "wan" port -> the exception path -> the L7 engine
+# on the slow-path lcore -> the backend (and back the same way), against wrk -> HAProxy on the
+# same veths with plain kernel networking: perf/l7/appliance_vs_haproxy.sh (its header says how).
+# The loopback part's processes are stopped first: nothing of it runs meanwhile.
+APP_RUNS=${APP_RUNS:-$RUNS}
+APP_DURATION=${APP_DURATION:-$DURATION}
+cleanup_loopback() {
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
+  for i in "${WORKERS[@]}"; do kill -KILL "$i" 2>/dev/null || true; done
+  PIDS=()
+  WORKERS=()
+}
+if [ "$APP_RUNS" = 0 ]; then
+  echo "RESULT l7_appliance_vs_haproxy skipped reason=APP_RUNS=0"
+elif [ "$(id -u)" != 0 ]; then
+  echo "RESULT l7_appliance_vs_haproxy skipped reason=needs-root"
+else
+  cleanup_loopback
+  RUNS=$APP_RUNS DURATION=$APP_DURATION WARMUP=$WARMUP CONNS=$CONNS RULES=$RULES REGEX=$REGEX LOAD_CPU=$LOAD_CPU \
+    perf/l7/appliance_vs_haproxy.sh || { echo "RESULT l7_appliance_vs_haproxy failed (see above)"; exit 1; }
+fi
