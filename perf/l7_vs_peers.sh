@@ -12,6 +12,7 @@
 #   RESULT l7_appliance_vs_haproxy ratio=<sluice/haproxy> sluice=<rps> peer=<rps> runs=<n>
 #   RESULT l7_appliance_cpu_efficiency_vs_haproxy ratio=... sluice=<rq/cpu-s> peer=<rq/cpu-s> runs=<n>
 #   RESULT l7_appliance_saturated_latency proxy=<sluice|haproxy> p50_ms=<x> p99_ms=<y>
+#   RESULT l7_resilience_overhead p50_ms=<+x> p99_ms=<+y> ...      (perf/l7/resilience_overhead.sh)
 #   (the l7_appliance lines: the full appliance path, perf/l7/appliance_vs_haproxy.sh, run at
 #   the end; as root only, else `RESULT l7_appliance_vs_haproxy skipped reason=needs-root`)
 # ratio is the median of the per-run ratios (each sluice run against the peer's run of the
@@ -454,4 +455,16 @@ else
   cleanup_loopback
   RUNS=$APP_RUNS DURATION=$APP_DURATION WARMUP=$WARMUP CONNS=$CONNS RULES=$RULES REGEX=$REGEX LOAD_CPU=$LOAD_CPU \
     perf/l7/appliance_vs_haproxy.sh || { echo "RESULT l7_appliance_vs_haproxy failed (see above)"; exit 1; }
+fi
+
+# l7_resilience_overhead: the same engine with a timeout, a retry policy, outlier detection and
+# connection-pool limits on the benchmark route, against the plain mesh (issue 7's "added
+# latency of the resilience machinery"): perf/l7/resilience_overhead.sh.
+RES_RUNS=${RES_RUNS:-$RUNS}
+if [ "$RES_RUNS" = 0 ]; then
+  echo "RESULT l7_resilience_overhead skipped reason=RES_RUNS=0"
+else
+  cleanup_loopback
+  RUNS=$RES_RUNS CONNS=$CONNS perf/l7/resilience_overhead.sh ||
+    { echo "RESULT l7_resilience_overhead failed (see above)"; exit 1; }
 fi
