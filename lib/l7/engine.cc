@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <netdb.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -14,9 +16,11 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 #include "sluice/base/hash.hh"
@@ -362,9 +366,137 @@ struct down_conn;
 struct host_rt {
     sockaddr_storage addr{};
     socklen_t addr_len = 0;
-    bool usable = false; ///< the endpoint address is an IP literal
-    std::string name;    ///< "ip:port" for logs
+    bool usable = false; ///< an address is known (an IP literal, or a resolved DNS name)
+    std::string name;    ///< "ip:port" (or "dns-name:port") for logs
     std::vector<up_conn*> idle;
+    // DNS-named endpoints (ServiceEntry resolution DNS): resolved off the reactor thread,
+    // refreshed when used after dns_refresh; requests wait for the first answer.
+    bool dns = false;
+    bool resolving = false;
+    std::string dns_name;
+    uint16_t port = 0;
+    nanos resolved_at = 0;
+    std::vector<down_conn*> waiting;
+};
+
+/// How long a resolved DNS endpoint is used before it is resolved again (Envoy's
+/// dns_refresh_rate is 5 s; a name is re-resolved only when traffic uses it).
+constexpr nanos dns_refresh = 30ULL * 1'000'000'000ULL;
+
+/// getaddrinfo() on a thread of its own (it blocks); answers come back through an eventfd
+/// the reactor watches. IPv4 answers are preferred (the first one is used).
+class dns_resolver final : public io_handler {
+public:
+    struct answer {
+        std::string name;
+        sockaddr_storage addr{};
+        socklen_t len = 0; ///< 0: the name did not resolve
+    };
+    using deliver_fn = void (*)(void* ctx, const answer& a);
+
+    dns_resolver(reactor& r, deliver_fn fn, void* ctx) : _r(r), _fn(fn), _ctx(ctx) {}
+    ~dns_resolver() { stop(); }
+
+    void request(const std::string& name)
+    {
+        if (_efd < 0) {
+            _efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+            if (_efd < 0 || !_r.add(_efd, this, EPOLLIN).ok()) {
+                answer a;
+                a.name = name;
+                _fn(_ctx, a);
+                return;
+            }
+            _thread = std::thread([this] { run(); });
+        }
+        {
+            std::lock_guard<std::mutex> g(_mu);
+            _todo.push_back(name);
+        }
+        _cv.notify_one();
+    }
+    void stop()
+    {
+        if (_efd < 0) {
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> g(_mu);
+            _stop = true;
+        }
+        _cv.notify_one();
+        _thread.join();
+        _r.remove(_efd);
+        close(_efd);
+        _efd = -1;
+    }
+    void on_io(uint32_t /*events*/) noexcept override
+    {
+        uint64_t n = 0;
+        (void)!read(_efd, &n, sizeof(n));
+        std::vector<answer> done;
+        {
+            std::lock_guard<std::mutex> g(_mu);
+            done.swap(_done);
+        }
+        for (const answer& a : done) {
+            _fn(_ctx, a);
+        }
+    }
+
+private:
+    void run()
+    {
+        for (;;) {
+            std::string name;
+            {
+                std::unique_lock<std::mutex> g(_mu);
+                _cv.wait(g, [this] { return _stop || !_todo.empty(); });
+                if (_stop) {
+                    return;
+                }
+                name = std::move(_todo.front());
+                _todo.pop_front();
+            }
+            answer a;
+            a.name = name;
+            addrinfo hints{};
+            hints.ai_family = AF_UNSPEC;
+            hints.ai_socktype = SOCK_STREAM;
+            addrinfo* res = nullptr;
+            if (getaddrinfo(name.c_str(), nullptr, &hints, &res) == 0) {
+                const addrinfo* pick = nullptr;
+                for (const addrinfo* i = res; i != nullptr; i = i->ai_next) {
+                    if (pick == nullptr ||
+                        (i->ai_family == AF_INET && pick->ai_family != AF_INET)) {
+                        pick = i;
+                    }
+                }
+                if (pick != nullptr && pick->ai_addrlen <= sizeof(a.addr)) {
+                    std::memcpy(&a.addr, pick->ai_addr, pick->ai_addrlen);
+                    a.len = pick->ai_addrlen;
+                }
+                freeaddrinfo(res);
+            }
+            {
+                std::lock_guard<std::mutex> g(_mu);
+                _done.push_back(std::move(a));
+            }
+            const uint64_t one = 1;
+            (void)!write(_efd, &one, sizeof(one));
+        }
+    }
+
+    reactor& _r;
+    deliver_fn _fn;
+    void* _ctx;
+    int _efd = -1;
+    std::thread _thread;
+    std::mutex _mu;
+    std::condition_variable _cv;
+    std::deque<std::string> _todo; // guarded by _mu
+    std::vector<answer> _done;     // guarded by _mu
+    bool _stop = false;            // guarded by _mu
 };
 
 /// What a cluster keeps across configs (by name): its circuit-breaker counters, the
@@ -553,6 +685,7 @@ struct stream {
     bool rq_counted = false;
     bool retry_counted = false;
     bool reused = false;        // the current attempt runs on a pooled connection
+    bool dns_wait = false;      // waiting in s.host->waiting for the name to resolve
     bool stale_retried = false; // a stale pooled connection was replaced once
     uint16_t fault_abort = 0;   // after an injected delay: answer this status instead
     uint8_t nmirrors = 0;
@@ -707,6 +840,7 @@ public:
 
     up_conn* connect_to(host_rt* h, const cluster_rt& c) noexcept;
     void connect_for(down_conn& d) noexcept;
+    void on_resolved(const dns_resolver::answer& a) noexcept;
     void dispatch_pending(cluster_state& cs) noexcept;
     void release_counts(stream& s) noexcept;
     void overflow(down_conn& d) noexcept;
@@ -790,6 +924,11 @@ public:
     timer _log_timer;
     bool _down = false;
     active_checker _checker;
+    dns_resolver _resolver{_r,
+                           [](void* ctx, const dns_resolver::answer& a) {
+                               static_cast<engine_impl*>(ctx)->on_resolved(a);
+                           },
+                           this};
 };
 
 // ------------------------------------------------------------------------ apply
@@ -885,8 +1024,10 @@ host_rt* engine_impl::host_for(const snapshot::endpoint& e)
             h->name = "[" + e.address + "]:" + std::to_string(e.port);
         }
     } else {
-        // TODO(l7): DNS-named endpoints (ServiceEntry resolution DNS) need an async resolver;
-        // until then they are unusable and requests to them answer 503 UF.
+        // A DNS name (ServiceEntry resolution DNS): resolved when a request first needs it.
+        h->dns = true;
+        h->dns_name = e.address;
+        h->port = static_cast<uint16_t>(e.port);
         h->name = e.address + ":" + std::to_string(e.port);
     }
     host_rt* raw = h.get();
@@ -1117,6 +1258,7 @@ void engine_impl::shut_down() noexcept
     }
     _listeners.clear();
     _checker.stop();
+    _resolver.stop();
     for (auto& d : _down_all) {
         if (!d->closed && d->fd >= 0) {
             down_close(*d);
@@ -1803,6 +1945,7 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.retry_counted = false;
     s.reused = false;
     s.stale_retried = false;
+    s.dns_wait = false;
     std::fill(std::begin(s.tried), std::end(s.tried), no_index);
     s.req.clear();
     s.req_sent = 0;
@@ -2819,6 +2962,19 @@ void engine_impl::connect_for(down_conn& d) noexcept
 {
     stream& s = d.st;
     s.reused = false;
+    host_rt* h = s.host;
+    if (h->dns) {
+        const bool stale = !h->usable || _r.now() - h->resolved_at > dns_refresh;
+        if (stale && !h->resolving) {
+            h->resolving = true;
+            _resolver.request(h->dns_name);
+        }
+        if (!h->usable) {
+            h->waiting.push_back(&d); // connects when the name resolves (or fails: 503 UF)
+            s.dns_wait = true;
+            return;
+        }
+    }
     up_conn* u = connect_to(s.host, *s.crt);
     if (u == nullptr) {
         upstream_failed(d, rf_uf, true);
@@ -2826,6 +2982,44 @@ void engine_impl::connect_for(down_conn& d) noexcept
     }
     u->owner = &d;
     s.up = u;
+}
+
+void engine_impl::on_resolved(const dns_resolver::answer& a) noexcept
+{
+    for (auto& [key, hp] : _hosts) {
+        host_rt& h = *hp;
+        if (!h.dns || h.dns_name != a.name) {
+            continue;
+        }
+        h.resolving = false;
+        if (a.len != 0) {
+            h.addr = a.addr;
+            h.addr_len = a.len;
+            if (h.addr.ss_family == AF_INET) {
+                reinterpret_cast<sockaddr_in*>(&h.addr)->sin_port = htons(h.port);
+            } else {
+                reinterpret_cast<sockaddr_in6*>(&h.addr)->sin6_port = htons(h.port);
+            }
+            h.usable = true;
+            h.resolved_at = _r.now();
+        } else if (!h.usable) {
+            _stats.dns_failures.fetch_add(1, std::memory_order_relaxed);
+        }
+        // A failed refresh keeps the last good address (as Envoy keeps its hosts).
+        std::vector<down_conn*> waiting;
+        waiting.swap(h.waiting);
+        for (down_conn* d : waiting) {
+            if (d->closed || !d->has_stream || !d->st.dns_wait) {
+                continue;
+            }
+            d->st.dns_wait = false;
+            if (h.usable) {
+                connect_for(*d);
+            } else {
+                upstream_failed(*d, rf_uf, true);
+            }
+        }
+    }
 }
 
 void engine_impl::dispatch_pending(cluster_state& cs) noexcept
@@ -2857,6 +3051,12 @@ void engine_impl::dispatch_pending(cluster_state& cs) noexcept
 
 void engine_impl::release_counts(stream& s) noexcept
 {
+    if (s.dns_wait && s.host != nullptr) {
+        auto& w = s.host->waiting;
+        w.erase(std::remove_if(w.begin(), w.end(), [&](down_conn* d) { return &d->st == &s; }),
+                w.end());
+        s.dns_wait = false;
+    }
     if (s.crt == nullptr) {
         return;
     }

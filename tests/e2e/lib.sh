@@ -20,6 +20,7 @@ in_ns() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
 e2e_cleanup() {
   sluiced_stop >/dev/null 2>&1 || true
   topo_down "$E2E_PREFIX"
+  rm -rf "/etc/netns/$E2E_PREFIX"-* # per-namespace /etc files a test created
   rm -rf "$E2E_TMP"
 }
 trap e2e_cleanup EXIT

@@ -32,6 +32,13 @@ sed -i "s|^  files = \[ \];|  files = [ \"$MESH\", \"$TLSMESH\" ];|" "$conf"
 sed -i "s|^  access_log      = \"\";|  access_log      = \"$E2E_TMP/access.log\";|" "$conf"
 grep -q "access.log" "$conf" || { echo "FAIL: cannot set l7.access_log"; exit 1; }
 
+# Name resolution inside the appliance namespace (ip netns exec bind-mounts these over
+# /etc): web-dns.test is a zone-b backend; every other name fails at once (the resolver is
+# on loopback, where nothing answers: no query leaves the namespace).
+mkdir -p "/etc/netns/$(ns app)"
+printf '127.0.0.1 localhost\n198.19.2.10 web-dns.test\n' >"/etc/netns/$(ns app)/hosts"
+printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"/etc/netns/$(ns app)/resolv.conf"
+
 in_ns be-a ip addr add 198.19.1.11/24 dev eth0
 in_ns be-b ip addr add 198.19.2.11/24 dev eth0
 CONNS="$E2E_TMP/conns"
@@ -161,6 +168,16 @@ t_http_service_vip() {
   echo "$out" | grep -q '^v2-b GET /vip-check$'
 }
 
+t_dns_endpoints() {
+  local out code
+  out=$(curl_c -H 'Host: dns.example.com' "http://$GW/dns-check")
+  echo "$out" | head -n 1
+  echo "$out" | grep -q '^v2-a GET /dns-check$' || return 1
+  code=$(curl_c -o /dev/null -w '%{http_code}' -H 'Host: nxdomain.example.com' "http://$GW/")
+  echo "unresolvable name: $code"
+  [ "$code" = 503 ]
+}
+
 t_access_log() {
   kill -USR1 "$SLUICED_PID"
   sleep 0.5
@@ -241,6 +258,7 @@ check "tls passthrough routed by SNI, backend certificate seen" t_tls_passthroug
 check "tls passthrough with an unclaimed SNI is closed" t_tls_passthrough_unknown_sni_closed
 check "DestinationRule tls SIMPLE originates verified TLS" t_tls_origination
 check "HTTP Service VIP served by the engine (mesh routes)" t_http_service_vip
+check "DNS-named endpoints resolve; an unresolvable one answers 503" t_dns_endpoints
 check "access log lines in Envoy's format" t_access_log
 stats_refresh && grep '^stats: l7' "$SLUICED_LOG" | tail -n 1
 sluiced_stop

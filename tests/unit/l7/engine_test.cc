@@ -957,5 +957,42 @@ spec:
         700);
 }
 
+TEST(L7Engine, DnsNamedEndpointsResolveOffTheReactor)
+{
+    backend v1("v1");
+    const std::string yaml = std::string(gateway_yaml) + R"(
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: default}
+spec:
+  hosts: [ext.test]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints:
+  - address: localhost
+    ports: {http: )" + std::to_string(v1.port()) +
+                             R"(}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: ext.test}}]
+)";
+    harness h(yaml);
+    // The first request waits for the name; the next ones use the cached address.
+    for (int i = 0; i < 3; ++i) {
+        const response r = request(h.port(), get("x", "/dns"));
+        EXPECT_EQ(r.status, 200);
+        EXPECT_EQ(backend_of(r), "v1");
+    }
+    // (A name that does not resolve is tested end to end, with the namespace's resolver
+    // pointed at loopback: a unit test must not query the machine's DNS.)
+}
+
 } // namespace
 } // namespace sluice::l7

@@ -152,6 +152,7 @@ struct engine_stats {
     std::atomic<uint64_t> tunnels{0};
     std::atomic<uint64_t> mirror_total{0};  ///< copies sent to mirror clusters
     std::atomic<uint64_t> mirror_failed{0}; ///< copies that could not be delivered
+    std::atomic<uint64_t> dns_failures{0};  ///< DNS endpoints whose name did not resolve
     std::atomic<uint64_t> listener_errors{0};
 };
 
