@@ -383,21 +383,10 @@ result<void> appliance::launch()
     ls.trusted_sources = _cfg.l7.trusted_sources;
     ls.max_downstream_connections = _cfg.l7.max_connections;
     ls.health = &_l7_health;
-    ls.slot = &_l7_slot;
-    // The engine's observations reach the one detector at once (on the slow-path lcore, under
-    // the snapshot mutex): an ejection is published before the engine routes its next request.
-    _l7_health.set_consumer([this](const l7::health_report& r) {
-        std::lock_guard lock(_snap_mu);
-        if (!_snap || !_snap->current || r.generation != _snap_generation ||
-            r.cluster >= _snap->current->clusters.size()) {
-            return;
-        }
-        if (_detector.report(_snap->current->clusters[r.cluster].name, r.endpoint, r.what,
-                             steady_now())) {
-            rebuild_l4(false);
-            push_l7();
-        }
-    });
+    // The engine's observations queue up; the first of a batch wakes the main thread, which
+    // feeds the detector and publishes an ejection within about a millisecond (the slow-path
+    // lcore never waits for the snapshot mutex).
+    _l7_health.set_notify([this] { wake(); });
     auto eng = l7::engine::create(*_reactor, ls);
     if (!eng) {
         return err("l7: " + eng.err().message);
@@ -501,6 +490,22 @@ void appliance::sync_local_vips()
             ++it;
         }
     }
+}
+
+void appliance::wake()
+{
+    {
+        std::lock_guard lock(_wake_mu);
+        _wake = true;
+    }
+    _wake_cv.notify_one();
+}
+
+void appliance::wait(std::chrono::milliseconds most)
+{
+    std::unique_lock lock(_wake_mu);
+    _wake_cv.wait_for(lock, most, [this] { return _wake; });
+    _wake = false;
 }
 
 void appliance::push_l7()

@@ -2,6 +2,8 @@
 // The running appliance: everything sluiced brings up, and its shutdown. Only wiring.
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <set>
@@ -48,6 +50,8 @@ public:
     /// workers' passive health signals to the outlier detector (republishing the L4 view when
     /// the ejected set changes), and asks the kernel to resolve neighbours the workers miss.
     void tick();
+    /// Sleeps up to `most`, less when the L7 engine has health reports to feed (tick() then).
+    void wait(std::chrono::milliseconds most);
     /// Stops the lcores, closes every port (TAP interfaces disappear).
     void shut_down() noexcept;
 
@@ -72,6 +76,7 @@ private:
     void process_resolves();
     /// Hands the current snapshot and health table to the L7 engine (with _snap_mu held).
     void push_l7();
+    void wake();
     /// Installs local routes for the L7 listeners' addresses the box does not own.
     void sync_local_vips();
     result<void> create_l4();
@@ -120,7 +125,10 @@ private:
     std::unique_ptr<l7::reactor> _reactor;
     std::unique_ptr<l7::engine> _engine;
     l7::config_slot _l7_slot;
-    l7::health_sink _l7_health;                 // engine -> outlier detector
+    l7::health_sink _l7_health; // engine -> outlier detector
+    std::mutex _wake_mu;
+    std::condition_variable _wake_cv;
+    bool _wake = false;                         // guarded by _wake_mu
     std::vector<l7::health_report> _l7_reports; // drained each tick (capacity kept)
     std::vector<uint64_t> _active_failed; // endpoints failing active checks (guarded by _snap_mu)
     uint64_t _active_version = 0;

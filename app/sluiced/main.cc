@@ -128,7 +128,7 @@ int main(int argc, char** argv)
                     box.print_stats();
                 }
                 box.tick();
-                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                box.wait(std::chrono::milliseconds(10));
             }
             std::printf("sluiced: signal %d, stopping\n", g_signal.load());
             box.shut_down();

@@ -43,6 +43,10 @@ using namespace std::string_view_literals;
 using snapshot::no_index;
 
 constexpr size_t read_chunk = 16 * 1024;
+/// How long a closing connection may take to accept its last bytes.
+constexpr nanos drain_timeout = 10ULL * 1'000'000'000ULL;
+/// Mirror copies in flight at once; more are not sent (counted as failed).
+constexpr size_t max_mirrors_in_flight = 1024;
 /// A read asks for at least this much room (the buffer grows only when it lacks it).
 constexpr size_t min_read = 2048;
 /// A request head may be up to 8 KiB of line plus 60 KiB of headers (http1_limits).
@@ -337,16 +341,19 @@ std::shared_ptr<const engine_config> config_slot::take()
 
 void health_sink::push(const health_report& r)
 {
-    if (_consumer) {
-        _consumer(r);
-        return;
+    bool was_empty = false;
+    {
+        std::lock_guard<std::mutex> g(_mu);
+        if (_q.size() >= _capacity) {
+            _dropped.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        was_empty = _q.empty();
+        _q.push_back(r);
     }
-    std::lock_guard<std::mutex> g(_mu);
-    if (_q.size() >= _capacity) {
-        _dropped.fetch_add(1, std::memory_order_relaxed);
-        return;
+    if (was_empty && _notify) {
+        _notify();
     }
-    _q.push_back(r);
 }
 
 void health_sink::drain(std::vector<health_report>& out)
@@ -627,6 +634,7 @@ class engine_impl;
 struct listener_rt final : io_handler {
     engine_impl* eng = nullptr;
     int fd = -1;
+    timer retry; // accept again after EMFILE
     std::string address;
     uint32_t port = 0;
     uint16_t bound = 0;
@@ -1056,10 +1064,16 @@ result<void> engine_impl::open_log()
 
 result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
 {
+    if (_down) {
+        return ok();
+    }
     if (!cfg || !cfg->snap) {
         return err("l7: no snapshot");
     }
     const snapshot::snapshot& snap = *cfg->snap;
+    // The same snapshot with a new health table (an ejection, an active check): only the
+    // balancers change; listeners, TLS contexts and probers stay as they are.
+    const bool same_snap = _cfg && _cfg->cfg->snap == cfg->snap;
     auto rt = std::make_shared<config_rt>();
     rt->cfg = cfg;
     rt->clusters.resize(snap.clusters.size());
@@ -1101,7 +1115,12 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
         for (host_rt* h : cr.hosts) {
             cr.idle.push_back(&cr.st->idle[h]);
         }
-        if (c.policy.tls.mode != snapshot::tls_policy::mode_t::disable && !c.missing) {
+        if (same_snap && i < _cfg->clusters.size()) {
+            // A health-only change: the TLS contexts stay (no certificate file is read).
+            cr.tls = _cfg->clusters[i].tls;
+            cr.tls_error = _cfg->clusters[i].tls_error;
+            cr.sni = _cfg->clusters[i].sni;
+        } else if (c.policy.tls.mode != snapshot::tls_policy::mode_t::disable && !c.missing) {
             auto ct = client_tls_context::build(c.policy.tls, c.name);
             if (!ct) {
                 SLUICE_LOG(WARNING, l7, "%s", ct.err().message.c_str());
@@ -1128,6 +1147,10 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
         for (const snapshot::route_action& a : t.actions) {
             rt->retries.emplace(&a, parse_retry(a.retries));
         }
+    }
+    if (same_snap) {
+        _cfg = std::move(rt);
+        return ok();
     }
 
     // Listeners: keep the sockets of (address, port) pairs that stay, open new ones, close
@@ -1168,6 +1191,16 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
                 if (!ctx) {
                     errors += (errors.empty() ? "" : "; ") + ctx.err().message;
                     _stats.listener_errors.fetch_add(1, std::memory_order_relaxed);
+                    // A listener that runs keeps its last good certificates (a rotation in
+                    // progress must not close it).
+                    const std::string addr =
+                        _s.bind_override.empty() ? l.address : _s.bind_override;
+                    for (auto& old : _listeners) {
+                        if (old && old->address == addr && old->port == l.port) {
+                            next.push_back(std::move(old));
+                            break;
+                        }
+                    }
                     continue;
                 }
                 if (!ctx->empty()) {
@@ -1213,6 +1246,12 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
                 }
                 lr = std::make_unique<listener_rt>();
                 lr->eng = this;
+                lr->retry.set(
+                    [](timer&, void* c) {
+                        auto* l = static_cast<listener_rt*>(c);
+                        l->eng->accept_ready(*l);
+                    },
+                    lr.get());
                 lr->fd = *fd;
                 lr->address = address;
                 lr->port = l.port;
@@ -1232,6 +1271,7 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
     }
     for (auto& old : _listeners) {
         if (old) {
+            _r.cancel(old->retry);
             _r.remove(old->fd);
             close(old->fd);
             SLUICE_LOG(INFO, l7, "closed listener %s:%u", old->address.c_str(), old->port);
@@ -1253,12 +1293,23 @@ void engine_impl::shut_down() noexcept
     }
     _down = true;
     for (auto& l : _listeners) {
+        _r.cancel(l->retry);
         _r.remove(l->fd);
         close(l->fd);
     }
     _listeners.clear();
     _checker.stop();
     _resolver.stop();
+    // Nothing waits any more: closing the connections below must not start new ones.
+    {
+        std::lock_guard<std::mutex> g(_clusters_mu);
+        for (auto& [name, cs] : _clusters) {
+            cs->pending.clear();
+        }
+    }
+    for (auto& [key, h] : _hosts) {
+        h->waiting.clear();
+    }
     for (auto& d : _down_all) {
         if (!d->closed && d->fd >= 0) {
             down_close(*d);
@@ -1433,7 +1484,8 @@ void listener_rt::on_io(uint32_t /*events*/) noexcept
 
 void engine_impl::accept_ready(listener_rt& l) noexcept
 {
-    for (int burst = 0; burst < 256; ++burst) {
+    // Edge-triggered: accept until EAGAIN, or no new edge comes for the queued ones.
+    for (;;) {
         sockaddr_storage ss{};
         socklen_t len = sizeof(ss);
         const int fd =
@@ -1442,7 +1494,12 @@ void engine_impl::accept_ready(listener_rt& l) noexcept
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
             }
-            return; // EAGAIN, or EMFILE and friends: the next event retries
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                // Out of descriptors: the queued connections wait; try again shortly.
+                _stats.listener_errors.fetch_add(1, std::memory_order_relaxed);
+                _r.arm(l.retry, 10 * ns_per_ms);
+            }
+            return;
         }
         if (_down_active >= _s.max_downstream_connections) {
             _stats.downstream_cx_overflow.fetch_add(1, std::memory_order_relaxed);
@@ -1525,6 +1582,8 @@ void engine_impl::accept_ready(listener_rt& l) noexcept
             close(fd);
             d->fd = -1;
             d->closed = true;
+            d->tls = tls_stream();
+            d->handshaking = false;
             _r.defer(d);
             continue;
         }
@@ -1575,6 +1634,10 @@ bool engine_impl::down_handshake(down_conn& d) noexcept
 void engine_impl::down_read(down_conn& d) noexcept
 {
     if (d.handshaking && !down_handshake(d)) {
+        return;
+    }
+    if (d.tunnel_peer != nullptr) {
+        tunnel_pump(d, *d.tunnel_peer); // it handles the client's half-close itself
         return;
     }
     while (!d.closed && !d.read_eof) {
@@ -1849,6 +1912,8 @@ void engine_impl::down_close(down_conn& d) noexcept
         if ((!s.resp_done || s.tcp_proxy) && s.method.size() > 0) {
             log_request(d);
         }
+        s.crt = nullptr;
+        s.host = nullptr;
         s.tcp_proxy = false;
         s.cfg.reset();
         d.has_stream = false;
@@ -1920,13 +1985,6 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     d.has_stream = true;
     _r.cancel(d.idle_timer);
     _stats.downstream_rq_total.fetch_add(1, std::memory_order_relaxed);
-    if (_s.slot != nullptr) {
-        if (auto c = _s.slot->take()) {
-            if (auto r = apply(std::move(c)); !r) {
-                SLUICE_LOG(WARNING, l7, "%s", r.err().message.c_str());
-            }
-        }
-    }
     s.cfg = _cfg;
     s.dec = {};
     s.crt = nullptr;
@@ -2369,6 +2427,10 @@ void engine_impl::start_mirror(const stream& s, uint32_t ci) noexcept
         return; // TODO(l7): mirrors to TLS-originating clusters
     }
     host_rt* h = c.hosts[ep];
+    if (_mirror_all.size() - _mirror_free.size() >= max_mirrors_in_flight) {
+        _stats.mirror_failed.fetch_add(1, std::memory_order_relaxed);
+        return; // a slow mirror must not take every descriptor
+    }
     const int fd =
         socket(h->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
     if (fd < 0) {
@@ -2696,6 +2758,8 @@ void engine_impl::finish_stream(down_conn& d) noexcept
     s.active_counted = false;
     release_counts(s);
     log_request(d);
+    s.crt = nullptr;
+    s.host = nullptr;
     s.cfg.reset();
     s.req.clear();
     d.has_stream = false;
@@ -2703,6 +2767,8 @@ void engine_impl::finish_stream(down_conn& d) noexcept
         d.closing = true;
         if (d.out.empty()) {
             down_close(d);
+        } else {
+            _r.arm(d.idle_timer, drain_timeout); // a client that never reads is let go
         }
         return;
     }
@@ -2829,14 +2895,7 @@ void engine_impl::start_tcp_upstream(down_conn& d, const snapshot::l4_route& rou
     ++s.attempts;
     ++s.crt->active[s.ep];
     s.active_counted = true;
-    up_conn* u = connect_to(s.host, *s.crt);
-    if (u == nullptr) {
-        s.flags |= rf_uf;
-        down_close(d);
-        return;
-    }
-    u->owner = &d;
-    s.up = u;
+    connect_for(d); // resolves a DNS-named endpoint first; a failure closes the client
 }
 
 // ------------------------------------------------------------------------ upstream
@@ -3024,6 +3083,9 @@ void engine_impl::on_resolved(const dns_resolver::answer& a) noexcept
 
 void engine_impl::dispatch_pending(cluster_state& cs) noexcept
 {
+    if (_down) {
+        return;
+    }
     while (!cs.pending.empty() && cs.cx < cs.max_connections) {
         down_conn* d = cs.pending.front();
         cs.pending.pop_front();
@@ -3098,10 +3160,7 @@ up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
     up_conn* u = alloc_up();
     u->fd = fd;
     u->host = h;
-    u->cs = c.st;
-    ++c.st->cx;
-    c.st->cx_gauge.store(c.st->cx, std::memory_order_relaxed);
-    c.st->cx_total.fetch_add(1, std::memory_order_relaxed);
+    u->cs = nullptr; // counted in the cluster once registered (below)
     u->owner = nullptr;
     u->closed = false;
     u->connecting = true;
@@ -3121,6 +3180,10 @@ up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
     }
     ++_up_active;
     _stats.upstream_cx_active.fetch_add(1, std::memory_order_relaxed);
+    u->cs = c.st;
+    ++c.st->cx;
+    c.st->cx_gauge.store(c.st->cx, std::memory_order_relaxed);
+    c.st->cx_total.fetch_add(1, std::memory_order_relaxed);
     _r.arm(u->connect_timer, c.connect_timeout);
     if (c.tls) {
         SSL* ssl = c.tls->new_ssl(fd, c.sni);

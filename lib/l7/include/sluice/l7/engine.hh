@@ -70,10 +70,10 @@ struct health_report {
 class health_sink {
 public:
     explicit health_sink(size_t capacity = 65536) : _capacity(capacity) {}
-    /// With a consumer, push() hands each report to it at once, on the engine thread, instead
-    /// of queueing it: an ejection then takes effect before the next request (Envoy ejects
-    /// in the data path). Set before the engine runs.
-    void set_consumer(std::function<void(const health_report&)> c) { _consumer = std::move(c); }
+    /// Called (on the engine thread) when a report lands in an empty queue, so the owner of
+    /// the detector can drain it at once instead of at its next tick. Set before the engine
+    /// runs; it must not block.
+    void set_notify(std::function<void()> n) { _notify = std::move(n); }
     void push(const health_report& r);
     /// Moves every queued report to `out` (cleared first).
     void drain(std::vector<health_report>& out);
@@ -83,7 +83,7 @@ public:
     }
 
 private:
-    std::function<void(const health_report&)> _consumer;
+    std::function<void()> _notify;
     std::mutex _mu;
     std::vector<health_report> _q; // guarded by _mu
     size_t _capacity;
@@ -96,10 +96,6 @@ struct engine_settings {
     std::string access_log;
     /// Where passive health observations go (clusters with outlierDetection); null: nowhere.
     health_sink* health = nullptr;
-    /// Configs handed over by another thread: the engine also looks here before routing each
-    /// request, so a config published from inside a request (an ejection) applies to the
-    /// next one. Null: only apply() changes the config.
-    config_slot* slot = nullptr;
     /// Sources whose x-envoy-* request headers are trusted (kept); others have them removed.
     std::vector<net::prefix> trusted_sources;
     /// Listen on this address instead of the listener's own (tests and the harness: loopback).
