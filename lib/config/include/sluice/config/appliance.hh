@@ -34,7 +34,7 @@ struct node_conf {
 
 struct lcore_conf {
     std::vector<unsigned> workers; ///< one per RX queue of every port
-    unsigned slowpath = 0;         ///< exception I/O, netlink mirror, later the L7 engine
+    unsigned slowpath = 0;         ///< exception I/O, netlink mirror, the L7 engine
     uint32_t idle_sleep_us = 0;    ///< sleep this long after empty polls (0: pure polling)
 };
 
