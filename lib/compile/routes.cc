@@ -549,7 +549,18 @@ struct table_builder {
                 snapshot::string_matcher sm;
                 sm.how = static_cast<snapshot::string_matcher::kind>(o.how);
                 sm.value = o.value;
+                std::shared_ptr<const RE2> re;
+                if (sm.how == snapshot::string_matcher::kind::regex) {
+                    RE2::Options ro;
+                    ro.set_log_errors(false);
+                    re = std::make_shared<const RE2>(sm.value, ro);
+                    if (!re->ok()) {
+                        return err("invalid regex: " + re->error(),
+                                   where + ".corsPolicy.allowOrigins");
+                    }
+                }
                 c.allow_origins.push_back(std::move(sm));
+                c.origin_regex.push_back(std::move(re));
             }
             c.allow_methods = r.cors->allow_methods;
             c.allow_headers = r.cors->allow_headers;

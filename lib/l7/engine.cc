@@ -208,24 +208,6 @@ bool in_set(const std::vector<std::pair<std::string, std::string>>& ops,
     return false;
 }
 
-/// Value of query parameter `key` in `query` (first occurrence, no decoding).
-std::optional<std::string_view> query_param(std::string_view query, std::string_view key) noexcept
-{
-    while (!query.empty()) {
-        const size_t amp = query.find('&');
-        std::string_view kv = query.substr(0, amp);
-        const size_t eq = kv.find('=');
-        if (kv.substr(0, eq) == key) {
-            return eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1);
-        }
-        if (amp == std::string_view::npos) {
-            break;
-        }
-        query.remove_prefix(amp + 1);
-    }
-    return std::nullopt;
-}
-
 /// Value of cookie `name` in the request's Cookie headers.
 std::optional<std::string_view> cookie_value(const http1_message& m, std::string_view name) noexcept
 {
@@ -255,21 +237,6 @@ std::optional<std::string_view> cookie_value(const http1_message& m, std::string
         }
     }
     return std::nullopt;
-}
-
-bool string_match(const snapshot::string_matcher& m, std::string_view v) noexcept
-{
-    switch (m.how) {
-    case snapshot::string_matcher::kind::any:
-        return true;
-    case snapshot::string_matcher::kind::exact:
-        return m.ignore_case ? iequals(m.value, v) : m.value == v;
-    case snapshot::string_matcher::kind::prefix:
-        return m.ignore_case ? istarts_with(v, m.value) : v.starts_with(m.value);
-    case snapshot::string_matcher::kind::regex:
-        return false; // see cors_origin_allowed: regex origins go through RE2
-    }
-    return false;
 }
 
 /// recv() over a plain or TLS socket: > 0 bytes, 0 at the peer's end, -1 with errno
@@ -833,6 +800,7 @@ public:
     void down_flush(down_conn& d) noexcept;
     void down_close(down_conn& d) noexcept;
     void down_write(down_conn& d, std::string_view s);
+    stream& begin_stream(down_conn& d) noexcept;
     void on_request_head(down_conn& d) noexcept;
     void on_request_body(down_conn& d, std::string_view data) noexcept;
     void on_request_done(down_conn& d) noexcept;
@@ -844,6 +812,23 @@ public:
     void start_upstream(down_conn& d) noexcept;
     void upstream_failed(down_conn& d, uint32_t flag, bool connect_failure) noexcept;
     void schedule_retry(down_conn& d) noexcept;
+    /// Whether the cluster's maxRetries leaves room for another retry of `s` (a stream
+    /// already retrying holds its slot); counts the overflow when it does not.
+    bool retry_budget(stream& s) noexcept
+    {
+        if (s.retry_counted || s.crt == nullptr ||
+            s.crt->st->retries_active < s.crt->st->max_retries) {
+            return true;
+        }
+        s.crt->st->retry_overflow.fetch_add(1, std::memory_order_relaxed);
+        return false;
+    }
+    /// An independent draw that is true `percent` percent of the time (faults, mirrors).
+    bool draw_percent(double percent) noexcept
+    {
+        return percent >= 100.0 ||
+               (percent > 0.0 && static_cast<double>(rand() % 1000000) < percent * 10000.0);
+    }
     bool pick_host(down_conn& d) noexcept;
 
     up_conn* connect_to(host_rt* h, const cluster_rt& c) noexcept;
@@ -973,22 +958,9 @@ result<int> open_listener(const std::string& address, uint16_t port, bool freebi
                    a.is_v4() ? IP_FREEBIND : IPV6_FREEBIND, &one, sizeof(one));
     }
     sockaddr_storage ss{};
-    socklen_t len = 0;
-    if (a.is_v4()) {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(port);
-        std::memcpy(&s4->sin_addr, a.bytes.data(), 4);
-        len = sizeof(sockaddr_in);
-    } else {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(port);
-        std::memcpy(&s6->sin6_addr, a.bytes.data(), 16);
-        len = sizeof(sockaddr_in6);
-        if (address.empty()) {
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-        }
+    const socklen_t len = net::to_sockaddr(a, port, ss);
+    if (a.is_v6() && address.empty()) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     }
     if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, 4096) != 0) {
         const int e = errno;
@@ -1016,21 +988,8 @@ host_rt* engine_impl::host_for(const snapshot::endpoint& e)
     auto h = std::make_unique<host_rt>();
     if (auto a = net::ip_addr::parse(e.address); a.ok()) {
         h->usable = true;
-        if (a->is_v4()) {
-            auto* s4 = reinterpret_cast<sockaddr_in*>(&h->addr);
-            s4->sin_family = AF_INET;
-            s4->sin_port = htons(static_cast<uint16_t>(e.port));
-            std::memcpy(&s4->sin_addr, a->bytes.data(), 4);
-            h->addr_len = sizeof(sockaddr_in);
-            h->name = e.address + ":" + std::to_string(e.port);
-        } else {
-            auto* s6 = reinterpret_cast<sockaddr_in6*>(&h->addr);
-            s6->sin6_family = AF_INET6;
-            s6->sin6_port = htons(static_cast<uint16_t>(e.port));
-            std::memcpy(&s6->sin6_addr, a->bytes.data(), 16);
-            h->addr_len = sizeof(sockaddr_in6);
-            h->name = "[" + e.address + "]:" + std::to_string(e.port);
-        }
+        h->addr_len = net::to_sockaddr(*a, static_cast<uint16_t>(e.port), h->addr);
+        h->name = (a->is_v4() ? e.address : "[" + e.address + "]") + ":" + std::to_string(e.port);
     } else {
         // A DNS name (ServiceEntry resolution DNS): resolved when a request first needs it.
         h->dns = true;
@@ -1397,11 +1356,9 @@ down_conn* engine_impl::alloc_down()
             u->owner = nullptr;
             e->up_close(*u);
             const retry_rules* r = st.retry;
-            const bool budget = st.retry_counted || st.crt == nullptr ||
-                                st.crt->st->retries_active < st.crt->st->max_retries;
-            if (r != nullptr && (r->on_5xx || r->gateway_error || r->reset) && budget &&
-                st.attempts <= st.retries_allowed && st.req_replayable && st.req_done) {
-                e->_stats.upstream_rq_retry.fetch_add(1, std::memory_order_relaxed);
+            if (r != nullptr && (r->on_5xx || r->gateway_error || r->reset) &&
+                st.attempts <= st.retries_allowed && st.req_replayable && st.req_done &&
+                e->retry_budget(st)) {
                 e->schedule_retry(*dc);
                 return;
             }
@@ -1521,24 +1478,9 @@ void engine_impl::accept_ready(listener_rt& l) noexcept
         d->out.clear();
         d->parser.reset();
         d->info = l.info;
-        d->peer = {};
-        if (ss.ss_family == AF_INET) {
-            const auto* s4 = reinterpret_cast<const sockaddr_in*>(&ss);
-            d->peer.family = 4;
-            std::memcpy(d->peer.bytes.data(), &s4->sin_addr, 4);
-            inet_ntop(AF_INET, &s4->sin_addr, d->peer_text, sizeof(d->peer_text));
-        } else {
-            const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-            if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-                d->peer.family = 4;
-                std::memcpy(d->peer.bytes.data(), s6->sin6_addr.s6_addr + 12, 4);
-                inet_ntop(AF_INET, s6->sin6_addr.s6_addr + 12, d->peer_text, sizeof(d->peer_text));
-            } else {
-                d->peer.family = 6;
-                std::memcpy(d->peer.bytes.data(), &s6->sin6_addr, 16);
-                inet_ntop(AF_INET6, &s6->sin6_addr, d->peer_text, sizeof(d->peer_text));
-            }
-        }
+        d->peer = net::from_sockaddr(ss);
+        inet_ntop(d->peer.is_v4() ? AF_INET : AF_INET6, d->peer.bytes.data(), d->peer_text,
+                  sizeof(d->peer_text));
         d->trusted = trusted(d->peer);
         d->https = false;
         d->handshaking = false;
@@ -1548,20 +1490,7 @@ void engine_impl::accept_ready(listener_rt& l) noexcept
             sockaddr_storage ls{};
             socklen_t llen = sizeof(ls);
             if (getsockname(fd, reinterpret_cast<sockaddr*>(&ls), &llen) == 0) {
-                if (ls.ss_family == AF_INET) {
-                    d->local.family = 4;
-                    std::memcpy(d->local.bytes.data(),
-                                &reinterpret_cast<const sockaddr_in*>(&ls)->sin_addr, 4);
-                } else {
-                    const auto* l6 = reinterpret_cast<const sockaddr_in6*>(&ls);
-                    if (IN6_IS_ADDR_V4MAPPED(&l6->sin6_addr)) {
-                        d->local.family = 4;
-                        std::memcpy(d->local.bytes.data(), l6->sin6_addr.s6_addr + 12, 4);
-                    } else {
-                        d->local.family = 6;
-                        std::memcpy(d->local.bytes.data(), &l6->sin6_addr, 16);
-                    }
-                }
+                d->local = net::from_sockaddr(ls);
             }
         }
         if (l.info->tls) {
@@ -1978,13 +1907,12 @@ bool removed_by(const snapshot::header_ops& ops, std::string_view name) noexcept
 
 } // namespace
 
-void engine_impl::on_request_head(down_conn& d) noexcept
+stream& engine_impl::begin_stream(down_conn& d) noexcept
 {
-    const http1_message& m = d.parser.message();
+    // Every per-exchange field back to its start (streams are reused across requests).
     stream& s = d.st;
     d.has_stream = true;
     _r.cancel(d.idle_timer);
-    _stats.downstream_rq_total.fetch_add(1, std::memory_order_relaxed);
     s.cfg = _cfg;
     s.dec = {};
     s.crt = nullptr;
@@ -1995,6 +1923,7 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.retry = nullptr;
     s.attempts = 0;
     s.fault_abort = 0;
+    s.fault_delay = 0;
     s.retries_allowed = 0;
     s.nmirrors = 0;
     s.tcp_proxy = false;
@@ -2009,18 +1938,18 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.req_sent = 0;
     s.req_replayable = true;
     s.req_done = false;
-    s.req_chunked = m.chunked;
-    s.req_head_only = m.method == "HEAD"sv;
-    s.upgrade = m.upgrade || m.connect;
+    s.req_chunked = false;
+    s.req_head_only = false;
+    s.upgrade = false;
     s.tunnel = false;
     s.local = false;
     s.discard_body = false;
     s.resp_started = false;
     s.resp_done = false;
     s.resp_chunked = false;
-    s.close_after = !m.keep_alive;
+    s.close_after = false;
     s.active_counted = false;
-    s.version_minor = m.version_minor;
+    s.version_minor = 1;
     s.status = 0;
     s.flags = 0;
     s.bytes_in = 0;
@@ -2029,6 +1958,19 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.hash.reset();
     s.set_cookie.clear();
     s.listener_port = d.info ? d.info->port : 0;
+    return s;
+}
+
+void engine_impl::on_request_head(down_conn& d) noexcept
+{
+    const http1_message& m = d.parser.message();
+    stream& s = begin_stream(d);
+    _stats.downstream_rq_total.fetch_add(1, std::memory_order_relaxed);
+    s.req_chunked = m.chunked;
+    s.req_head_only = m.method == "HEAD"sv;
+    s.upgrade = m.upgrade || m.connect;
+    s.close_after = !m.keep_alive;
+    s.version_minor = m.version_minor;
     s.method.assign(m.method);
     s.path.assign(m.form == target_form::absolute ? m.path : m.target);
     if (m.form == target_form::absolute && !m.query.empty()) {
@@ -2131,10 +2073,7 @@ void engine_impl::on_request_head(down_conn& d) noexcept
         if (s.nmirrors >= 2) {
             break;
         }
-        const bool hit = mi.percentage >= 100.0 ||
-                         (mi.percentage > 0.0 &&
-                          static_cast<double>(rand() % 1000000) < mi.percentage * 10000.0);
-        if (hit) {
+        if (draw_percent(mi.percentage)) {
             s.mirrors[s.nmirrors++] = snapshot::destination_cluster(mi.dest, s.listener_port);
         }
     }
@@ -2144,15 +2083,11 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     s.fault_delay = 0;
     if (act->fault) {
         const snapshot::fault_action& f = *act->fault;
-        auto draw = [this](double percent) {
-            return percent >= 100.0 ||
-                   (percent > 0.0 && static_cast<double>(rand() % 1000000) < percent * 10000.0);
-        };
-        if (f.delay && draw(f.delay->percentage)) {
+        if (f.delay && draw_percent(f.delay->percentage)) {
             s.fault_delay = static_cast<nanos>(f.delay->fixed_delay.count());
             s.flags |= rf_di;
         }
-        if (f.abort && f.abort->http_status != 0 && draw(f.abort->percentage)) {
+        if (f.abort && f.abort->http_status != 0 && draw_percent(f.abort->percentage)) {
             s.fault_abort = static_cast<uint16_t>(f.abort->http_status);
         }
         if (s.fault_abort != 0 || s.fault_delay != 0) {
@@ -2168,10 +2103,7 @@ void engine_impl::on_request_head(down_conn& d) noexcept
     // CORS preflight answered here when the origin is allowed.
     if (act->cors && m.method == "OPTIONS"sv && !s.origin.empty() &&
         m.has_header("access-control-request-method"sv)) {
-        bool allowed = false;
-        for (const auto& o : act->cors->allow_origins) {
-            allowed = allowed || string_match(o, s.origin);
-        }
+        const bool allowed = snapshot::cors_origin_allowed(*act->cors, s.origin);
         if (allowed || act->cors->unmatched_preflights != "FORWARD") {
             s.local = true;
             if (allowed) {
@@ -2264,8 +2196,7 @@ void engine_impl::on_request_head(down_conn& d) noexcept
                 {reinterpret_cast<const char*>(d.peer.bytes.data()), d.peer.is_v4() ? 4U : 16U});
             break;
         case snapshot::hash_policy::key_t::query_param:
-            if (auto v =
-                    query_param(m.query.empty() ? std::string_view{} : m.query, hp.query_param)) {
+            if (auto v = snapshot::query_value(s.path, hp.query_param)) {
                 s.hash = lb_hash_key(*v);
             }
             break;
@@ -2805,33 +2736,10 @@ void engine_impl::tcp_route(down_conn& d) noexcept
             sni = {lower, h.sni.size()};
         }
     }
-    stream& s = d.st;
-    d.has_stream = true;
-    _r.cancel(d.idle_timer);
-    s.cfg = _cfg;
-    s.dec = {};
-    s.crt = nullptr;
-    s.ep = no_index;
-    s.host = nullptr;
-    s.up = nullptr;
-    s.dest = nullptr;
-    s.retry = nullptr;
-    s.attempts = 0;
-    std::fill(std::begin(s.tried), std::end(s.tried), no_index);
-    s.req.clear();
-    s.req_sent = 0;
+    stream& s = begin_stream(d);
     s.req_done = true;
-    s.tunnel = false;
     s.tcp_proxy = true;
-    s.local = false;
-    s.resp_started = false;
-    s.resp_done = false;
-    s.status = 0;
-    s.flags = 0;
     s.bytes_in = d.in.size();
-    s.bytes_out = 0;
-    s.start = _r.now();
-    s.hash.reset();
     s.method.assign(passthrough ? "TLS"sv : "TCP"sv);
     s.path.assign(sni);
     s.authority.clear();
@@ -3517,15 +3425,11 @@ void engine_impl::on_response_head(up_conn& u, down_conn& d) noexcept
                 again = again || c == m.status;
             }
         }
-        if (again && !s.retry_counted && s.crt->st->retries_active >= s.crt->st->max_retries) {
-            s.crt->st->retry_overflow.fetch_add(1, std::memory_order_relaxed);
-            again = false; // maxRetries: the response goes to the client as it is
-        }
-        if (again) {
+        // maxRetries spent: the response goes to the client as it is.
+        if (again && retry_budget(s)) {
             s.up = nullptr;
             u.owner = nullptr;
             up_close(u); // the rest of this response is not wanted
-            _stats.upstream_rq_retry.fetch_add(1, std::memory_order_relaxed);
             schedule_retry(d);
             return;
         }
@@ -3583,11 +3487,7 @@ void engine_impl::on_response_head(up_conn& u, down_conn& d) noexcept
         }
         if (!s.origin.empty() && s.dec.action != nullptr && s.dec.action->cors) {
             const snapshot::cors_action& c = *s.dec.action->cors;
-            bool allowed = false;
-            for (const auto& o : c.allow_origins) {
-                allowed = allowed || string_match(o, s.origin);
-            }
-            if (allowed) {
+            if (snapshot::cors_origin_allowed(c, s.origin)) {
                 b.header("access-control-allow-origin"sv, s.origin);
                 if (c.allow_credentials && *c.allow_credentials) {
                     b.header("access-control-allow-credentials"sv, "true"sv);
@@ -3763,13 +3663,7 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
         r != nullptr && s.attempts <= s.retries_allowed && s.req_replayable &&
         ((connect_failure && (r->connect_failure || r->on_5xx || r->gateway_error)) ||
          (!connect_failure && (r->reset || r->on_5xx)));
-    const bool budget =
-        s.retry_counted || s.crt == nullptr || s.crt->st->retries_active < s.crt->st->max_retries;
-    if (retriable && !budget) {
-        s.crt->st->retry_overflow.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (retriable && budget && (s.req_done || connect_failure)) {
-        _stats.upstream_rq_retry.fetch_add(1, std::memory_order_relaxed);
+    if (retriable && (s.req_done || connect_failure) && retry_budget(s)) {
         schedule_retry(d);
         return;
     }
@@ -3789,6 +3683,7 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
 void engine_impl::schedule_retry(down_conn& d) noexcept
 {
     stream& s = d.st;
+    _stats.upstream_rq_retry.fetch_add(1, std::memory_order_relaxed);
     _r.cancel(s.try_timer);
     if (!s.retry_counted) {
         ++s.crt->st->retries_active;

@@ -248,20 +248,7 @@ void active_checker::apply(const snapshot::snapshot& snap)
                 continue;
             }
             sockaddr_storage ss{};
-            socklen_t len = 0;
-            if (a->is_v4()) {
-                auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-                s4->sin_family = AF_INET;
-                s4->sin_port = htons(static_cast<uint16_t>(e.port));
-                std::memcpy(&s4->sin_addr, a->bytes.data(), 4);
-                len = sizeof(sockaddr_in);
-            } else {
-                auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-                s6->sin6_family = AF_INET6;
-                s6->sin6_port = htons(static_cast<uint16_t>(e.port));
-                std::memcpy(&s6->sin6_addr, a->bytes.data(), 16);
-                len = sizeof(sockaddr_in6);
-            }
+            const socklen_t len = net::to_sockaddr(*a, static_cast<uint16_t>(e.port), ss);
             auto p = std::make_unique<prober>(*this, e.id, ss, len, *c.health_check, c.host);
             prober* raw = p.get();
             next.emplace(std::move(key), std::move(p));

@@ -1,6 +1,8 @@
 #include "sluice/net/addr.hh"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <charconv>
 #include <cstdio>
@@ -157,6 +159,45 @@ bool mac_addr::is_zero() const noexcept
         }
     }
     return true;
+}
+
+unsigned to_sockaddr(const ip_addr& a, uint16_t port, ::sockaddr_storage& out) noexcept
+{
+    out = {};
+    if (a.is_v4()) {
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&out);
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        std::memcpy(&s4->sin_addr, a.bytes.data(), 4);
+        return sizeof(sockaddr_in);
+    }
+    if (a.is_v6()) {
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&out);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        std::memcpy(&s6->sin6_addr, a.bytes.data(), 16);
+        return sizeof(sockaddr_in6);
+    }
+    return 0;
+}
+
+ip_addr from_sockaddr(const ::sockaddr_storage& ss) noexcept
+{
+    ip_addr a;
+    if (ss.ss_family == AF_INET) {
+        a.family = 4;
+        std::memcpy(a.bytes.data(), &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            a.family = 4;
+            std::memcpy(a.bytes.data(), s6->sin6_addr.s6_addr + 12, 4);
+        } else {
+            a.family = 6;
+            std::memcpy(a.bytes.data(), &s6->sin6_addr, 16);
+        }
+    }
+    return a;
 }
 
 } // namespace sluice::net

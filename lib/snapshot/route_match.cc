@@ -71,7 +71,8 @@ std::optional<std::string_view> header_value(const request& req, std::string_vie
     return std::nullopt;
 }
 
-// The first query parameter named `name` (case-sensitive, not decoded); bare `key` is "".
+} // namespace
+
 std::optional<std::string_view> query_value(std::string_view path, std::string_view name) noexcept
 {
     std::string_view q = query_part(path);
@@ -97,6 +98,37 @@ std::optional<std::string_view> query_value(std::string_view path, std::string_v
     }
     return std::nullopt;
 }
+
+bool cors_origin_allowed(const cors_action& c, std::string_view origin) noexcept
+{
+    for (size_t i = 0; i < c.allow_origins.size(); ++i) {
+        const string_matcher& m = c.allow_origins[i];
+        switch (m.how) {
+        case string_matcher::kind::any:
+            return true;
+        case string_matcher::kind::exact:
+            if (m.ignore_case ? iequals(m.value, origin) : m.value == origin) {
+                return true;
+            }
+            break;
+        case string_matcher::kind::prefix:
+            if (m.ignore_case ? istarts_with(origin, m.value) : origin.starts_with(m.value)) {
+                return true;
+            }
+            break;
+        case string_matcher::kind::regex:
+            if (i < c.origin_regex.size() && c.origin_regex[i] &&
+                re2::RE2::FullMatch(re2::StringPiece(origin.data(), origin.size()),
+                                    *c.origin_regex[i])) {
+                return true;
+            }
+            break;
+        }
+    }
+    return false;
+}
+
+namespace {
 
 struct evaluator {
     const route_table& table;

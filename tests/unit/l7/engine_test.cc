@@ -736,7 +736,7 @@ spec:
   gateways: [gw]
   http:
   - corsPolicy:
-      allowOrigins: [{exact: "https://app.example.com"}]
+      allowOrigins: [{exact: "https://app.example.com"}, {regex: "https://[a-z]+\\.trusted\\.example"}]
       allowMethods: [GET, POST]
       allowHeaders: [x-token]
       maxAge: 24h
@@ -758,6 +758,9 @@ spec:
         request(h.port(), get("x", "/api", "Origin: https://app.example.com\r\n"));
     EXPECT_EQ(simple.status, 200);
     EXPECT_EQ(simple.headers.at("access-control-allow-origin"), "https://app.example.com");
+    const response rx =
+        request(h.port(), get("x", "/api", "Origin: https://shop.trusted.example\r\n"));
+    EXPECT_EQ(rx.headers.at("access-control-allow-origin"), "https://shop.trusted.example");
     const response other = request(h.port(), get("x", "/api", "Origin: https://evil.example\r\n"));
     EXPECT_EQ(other.headers.count("access-control-allow-origin"), 0U);
 }

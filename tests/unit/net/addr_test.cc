@@ -1,3 +1,7 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <gtest/gtest.h>
 
 #include "sluice/net/addr.hh"
@@ -70,6 +74,30 @@ TEST(MacAddr, ParsesAndPrints)
     EXPECT_FALSE(mac_addr::parse("02:00:5e:10:00").ok());
     EXPECT_FALSE(mac_addr::parse("02:00:5e:10:00:ab:cd").ok());
     EXPECT_TRUE(mac_addr{}.is_zero());
+}
+
+} // namespace
+} // namespace sluice::net
+
+namespace sluice::net {
+namespace {
+
+TEST(SockAddr, RoundTripsBothFamiliesAndUnmapsV4MappedV6)
+{
+    ::sockaddr_storage ss{};
+    const auto v4 = *ip_addr::parse("198.18.0.7");
+    EXPECT_EQ(to_sockaddr(v4, 8080, ss), sizeof(sockaddr_in));
+    EXPECT_EQ(ss.ss_family, AF_INET);
+    EXPECT_EQ(ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port), 8080);
+    EXPECT_EQ(from_sockaddr(ss), v4);
+    const auto v6 = *ip_addr::parse("2001:db8::5");
+    EXPECT_EQ(to_sockaddr(v6, 443, ss), sizeof(sockaddr_in6));
+    EXPECT_EQ(from_sockaddr(ss), v6);
+    // A dual-stack socket's IPv4 peer arrives as ::ffff:a.b.c.d.
+    EXPECT_EQ(to_sockaddr(*ip_addr::parse("::ffff:198.18.0.9"), 1, ss), sizeof(sockaddr_in6));
+    EXPECT_EQ(from_sockaddr(ss), *ip_addr::parse("198.18.0.9"));
+    EXPECT_EQ(to_sockaddr(ip_addr{}, 1, ss), 0U);
+    EXPECT_FALSE(from_sockaddr(ss).is_set());
 }
 
 } // namespace

@@ -11,6 +11,8 @@
 
 #include "sluice/base/result.hh"
 
+struct sockaddr_storage;
+
 namespace sluice::net {
 
 /// An IPv4 or IPv6 address; IPv4 uses the first 4 bytes of `bytes`, in network order.
@@ -61,5 +63,12 @@ struct mac_addr {
 
     auto operator<=>(const mac_addr&) const = default;
 };
+
+/// Fills `out` with the socket address of `a`:`port` (AF_INET or AF_INET6); returns its
+/// length, 0 when `a` is unset. No allocation.
+unsigned to_sockaddr(const ip_addr& a, uint16_t port, ::sockaddr_storage& out) noexcept;
+/// The IP address of a socket address; an IPv4-mapped IPv6 address (a dual-stack socket's
+/// IPv4 peer) becomes the IPv4 address. Unset for other families. No allocation.
+ip_addr from_sockaddr(const ::sockaddr_storage& ss) noexcept;
 
 } // namespace sluice::net

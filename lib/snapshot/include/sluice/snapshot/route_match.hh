@@ -29,6 +29,7 @@
 /// strings and so allocate: call them only for the outcome that needs them.
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -103,6 +104,16 @@ struct rewritten {
 /// a scheme change drops the old scheme's default port), path (uri replaces the path and
 /// keeps the query unless it has one; prefixRewrite replaces the matched prefix). Allocates.
 [[nodiscard]] std::string redirect_location(const decision& d, const request& req);
+
+/// The first query parameter `name` of `path` (the :path with its query; case-sensitive,
+/// not decoded; a bare `key` is ""), or nullopt. The matcher's own rule, for the L7 engine's
+/// consistent-hash keys. No allocation.
+[[nodiscard]] std::optional<std::string_view> query_value(std::string_view path,
+                                                          std::string_view name) noexcept;
+
+/// Whether `origin` is one of the CORS policy's allowOrigins (exact, prefix, or a full RE2
+/// match of the compiled regex). No allocation.
+[[nodiscard]] bool cors_origin_allowed(const cors_action& c, std::string_view origin) noexcept;
 
 /// The TCP/TLS route of a connection. `sni` is empty for TCP. Hot path: no allocation.
 struct l4_decision {

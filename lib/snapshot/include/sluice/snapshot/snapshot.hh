@@ -241,7 +241,9 @@ struct mirror_action {
 };
 
 struct cors_action {
-    std::vector<string_matcher> allow_origins; ///< regex origins keep `value` (RE2 at runtime)
+    std::vector<string_matcher> allow_origins; ///< regex origins keep `value` as source
+    /// Per allow_origins entry: the compiled regex (RE2, full match), null for exact/prefix.
+    std::vector<std::shared_ptr<const re2::RE2>> origin_regex;
     std::vector<std::string> allow_methods;
     std::vector<std::string> allow_headers;
     std::vector<std::string> expose_headers;
