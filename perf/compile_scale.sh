@@ -8,6 +8,7 @@
 # Usage: perf/compile_scale.sh [rounds=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source perf/lib.sh
 rounds=${1:-3}
 ./scripts/setup.sh >/dev/null
 ninja -C build perf/scale/compile_scale >/dev/null
@@ -89,7 +90,6 @@ for r in $(seq 1 "$rounds"); do
     rss[$n]+="$(echo "$line" | sed -n 's/.*rss_mb=\([0-9.]*\).*/\1/p') "
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 ratios=""
 prev=""
 for n in "${sizes[@]}"; do

@@ -50,6 +50,7 @@
 # re-applies them until they hold, and says how many it had to re-apply.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source perf/lib.sh
 root=$(pwd)
 RUNS=${RUNS:-5}
 WINDOW=${WINDOW:-4}
@@ -379,7 +380,6 @@ for r in $(seq 1 "$RUNS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 for s in udp syn; do
   name=l4_established
   [ $s = syn ] && name=l4_new_flows

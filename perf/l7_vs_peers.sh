@@ -70,6 +70,7 @@
 # starts is stopped at exit (trap EXIT); every wait is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source perf/lib.sh
 root=$(pwd)
 RUNS=${RUNS:-5}
 DURATION=${DURATION:-5}
@@ -307,9 +308,7 @@ wrk_run() {
     echo "  WARNING: $(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ' ')"
   fi
 }
-rps_of() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
 pct_of() { to_ms "$(awk -v p="$2%" '$1 == p {print $2}' "$1")"; } # pct_of FILE 50
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 # --- throughput rounds --------------------------------------------------------------------------
 declare -A RPS CPU EFF SP50 SP99

@@ -56,6 +56,7 @@
 # namespace, interface and process is removed at exit (trap EXIT); every wait is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source perf/lib.sh
 root=$(pwd)
 RUNS=${RUNS:-5}
 DURATION=${DURATION:-5}
@@ -333,8 +334,6 @@ children_cpu_s() { tail -n 1 "$1" | awk '{ n = 0; for (i = 1; i <= 2; i++) { spl
 # to_ms VALUE: wrk's "1.23ms" / "850.00us" / "1.02s" in milliseconds.
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'; }
 pct_of() { to_ms "$(awk -v p="$2%" '$1 == p {print $2}' "$1")"; } # pct_of FILE 50
-rps_of() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 # wrk_run SECONDS OUT [ARGS...]: one wrk run from the client namespace on LOAD_CPU, bounded.
 wrk_run() {
   local secs=$1 out=$2

@@ -13,6 +13,7 @@
 # stopped at exit. Usage: perf/l7/resilience_overhead.sh   (RUNS=5 DURATION=4 CONNS=50)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source perf/lib.sh
 root=$(pwd)
 RUNS=${RUNS:-5}
 DURATION=${DURATION:-4}
@@ -106,8 +107,6 @@ pct_ms() {
   awk -v q="$2" '$1 == q { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
     if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.3f", v }' "$1"
 }
-rps_of() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 printf 'function delay()\n  return 4\nend\n' >"$tmp/delay.lua"
 run() { # PORT SECONDS OUT [wrk args]
   local port=$1 secs=$2 out=$3
