@@ -256,9 +256,7 @@ uint64_t table<F>::hash(const flow_key& k) const noexcept
     // the bucket. The seed keeps bucket choice private from clients.
     const uint64_t ports = k.sport | (uint64_t{k.dport} << 16) | (uint64_t{k.proto} << 32);
     if constexpr (F::family == 4) {
-        const uint64_t a = load32(k.src.data()) | (uint64_t{load32(k.dst.data())} << 32);
-        return fmix64(mum(a ^ _seed ^ 0xa0761d6478bd642fULL,
-                          ports ^ rotl(_seed, 31) ^ 0xe7037ed1a0b428dbULL));
+        return hash_raw(load32(k.src.data()) | (uint64_t{load32(k.dst.data())} << 32), ports);
     } else {
         const uint64_t s = mum(load64(k.src.data()) ^ _seed ^ 0xa0761d6478bd642fULL,
                                load64(k.src.data() + 8) ^ 0xe7037ed1a0b428dbULL);
@@ -266,6 +264,14 @@ uint64_t table<F>::hash(const flow_key& k) const noexcept
                                load64(k.dst.data() + 8) ^ 0x589965cc75374cc3ULL);
         return fmix64(mum(s ^ rotl(_seed, 43) ^ 0x1d8e4e27c47d124fULL, d ^ ports));
     }
+}
+
+template <typename F>
+uint64_t table<F>::hash_raw(uint64_t addrs, uint64_t ports_proto) const noexcept
+    requires(F::family == 4)
+{
+    return fmix64(mum(addrs ^ _seed ^ 0xa0761d6478bd642fULL,
+                      ports_proto ^ rotl(_seed, 31) ^ 0xe7037ed1a0b428dbULL));
 }
 
 namespace {
@@ -375,6 +381,45 @@ uint64_t table<F>::prefetch_bucket(const flow_key& k) const noexcept
     const uint64_t h = hash(k);
     __builtin_prefetch(&_buckets[bucket_1(h, _mask)]);
     return h;
+}
+
+template <typename F>
+void table<F>::prefetch_bucket_hashed(uint64_t h) const noexcept
+{
+    __builtin_prefetch(&_buckets[bucket_1(h, _mask)]);
+}
+
+template <typename F>
+match<F> table<F>::lookup_raw(uint64_t addrs, uint64_t ports_proto, uint64_t h,
+                              uint64_t now) noexcept requires(F::family == 4)
+{
+    // probe() with verify() reduced to two word compares: an entry's forward key is its
+    // first 8 address bytes and the ports at offset 16, its reverse key the next 8 bytes and
+    // the ports at offset 20 (entry_v4's layout), so one 64-bit and one 32-bit compare each.
+    const uint16_t sig = signature(h);
+    const uint64_t b1 = bucket_1(h, _mask);
+    const uint64_t b[2] = {b1, bucket_2(h, _mask)};
+    const int probes = _buckets[b1].overflow != 0 ? 2 : 1;
+    const auto proto = static_cast<uint8_t>(ports_proto >> 32);
+    const auto ports = static_cast<uint32_t>(ports_proto);
+    for (int j = 0; j < probes; ++j) {
+        const bucket& bk = _buckets[b[j]];
+        for (unsigned s = 0; s < slots_per_bucket; ++s) {
+            if (bk.sig[s] == sig && bk.ref[s] != 0) {
+                const uint32_t r = (bk.ref[s] & ref_mask) - 1;
+                entry& e = _entries[r >> 1];
+                const unsigned d = r & 1;
+                const auto* base = reinterpret_cast<const uint8_t*>(&e);
+                const uint64_t ea =
+                    load32(base + 8 * d) | (uint64_t{load32(base + 8 * d + 4)} << 32);
+                if (ea == addrs && load32(base + 16 + 4 * d) == ports && e.proto == proto &&
+                    e.st != state::free) {
+                    return finish({&e, static_cast<direction>(d)}, now);
+                }
+            }
+        }
+    }
+    return finish({}, now);
 }
 
 template <typename F>

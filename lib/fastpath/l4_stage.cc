@@ -1103,6 +1103,173 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
     return taken;
 }
 
+namespace {
+
+/// True when `m` is a frame the fast path may take: contiguous, Ethernet without VLAN tags,
+/// IPv4 with a 20-byte header, not a fragment, TTL above 1, TCP without SYN or UDP, lengths
+/// consistent with the frame and the whole L4 header present. Everything parse_frame would
+/// call malformed fails here too (the test is stricter), so such frames keep their reasons.
+[[gnu::always_inline]] inline uint8_t* fast_eligible(rte_mbuf* m) noexcept
+{
+    if (!rte_pktmbuf_is_contiguous(m)) {
+        return nullptr;
+    }
+    auto* f = rte_pktmbuf_mtod(m, uint8_t*);
+    const uint32_t len = rte_pktmbuf_data_len(m);
+    if (len < 14 + 20 + 8 || ld16(f + 12) != ether_ipv4_be) {
+        return nullptr;
+    }
+    uint8_t* ip = f + 14;
+    if (ip[0] != 0x45 || (ld16(ip + 6) & RTE_BE16(0x3fff)) != 0 || ip[8] <= 1) {
+        return nullptr;
+    }
+    const uint32_t total = rte_be_to_cpu_16(ld16(ip + 2));
+    if (total > len - 14) {
+        return nullptr;
+    }
+    if (ip[9] == proto_udp) {
+        return total >= 20 + 8 ? ip : nullptr;
+    }
+    if (ip[9] != proto_tcp || total < 20 + 20) {
+        return nullptr;
+    }
+    const uint8_t* tcp = ip + 20;
+    const uint32_t doff = static_cast<uint32_t>(tcp[12] >> 4) * 4u;
+    return doff >= 20 && doff <= total - 20 && (tcp[13] & conntrack::tcp_syn) == 0 ? ip : nullptr;
+}
+
+/// The next hop of IPv4 destination `dst` (its 4 bytes as loaded) from the per-lcore cache,
+/// else from next_hop(), which fills the cache. Same answers as next_hop().
+[[gnu::always_inline]] inline drop next_hop_v4(l4_lcore& l, stats::lcore_counters& c, uint32_t dst,
+                                               uint64_t now, uint16_t& port,
+                                               const net::mac_addr*& mac) noexcept
+{
+    const nexthop_entry& ce = l.nexthops[rte_hash_crc_4byte(dst, 4) & (l.nexthops.size() - 1)];
+    uint64_t cw[2];
+    std::memcpy(cw, ce.dst.data(), 16);
+    if (cw[0] == dst && cw[1] == 0 && ce.family == 4 && l.burst_fib != nullptr &&
+        l.burst_neigh != nullptr && ce.fib_generation == l.burst_fib->generation() &&
+        ce.neigh_generation == l.burst_neigh->generation()) {
+        port = ce.port;
+        mac = &ce.mac;
+        return drop::count;
+    }
+    uint8_t a[4];
+    std::memcpy(a, &dst, 4);
+    return next_hop(l, c, 4, a, now, port, mac);
+}
+
+} // namespace
+
+uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
+                      std::span<l4_decision> out) noexcept
+{
+    const auto n = static_cast<uint16_t>(pkts.size() < burst_size ? pkts.size() : burst_size);
+    uint32_t slow = n == 32 ? UINT32_MAX : (1u << n) - 1;
+    if (w.l4 == nullptr || !w.l4->fast_path) {
+        return slow;
+    }
+    l4_lcore& l = *w.l4;
+    auto& ct = l.ct4;
+    uint8_t* ip[burst_size];
+    uint64_t addrs[burst_size];
+    uint64_t ports[burst_size];
+    uint64_t hash[burst_size];
+    uint8_t at[burst_size];
+    unsigned k = 0;
+    // Pass 1: the header checks, the raw key and its hash; start loading the bucket (H3).
+    for (uint16_t i = 0; i < n; ++i) {
+        uint8_t* h = fast_eligible(pkts[i]);
+        if (h == nullptr) {
+            continue;
+        }
+        uint32_t a0;
+        uint32_t a1;
+        uint32_t pp;
+        std::memcpy(&a0, h + 12, 4);
+        std::memcpy(&a1, h + 16, 4);
+        std::memcpy(&pp, h + 20, 4);
+        ip[k] = h;
+        addrs[k] = a0 | (uint64_t{a1} << 32);
+        ports[k] = pp | (uint64_t{h[9]} << 32);
+        hash[k] = ct.hash_raw(addrs[k], ports[k]);
+        ct.prefetch_bucket_hashed(hash[k]);
+        at[k] = static_cast<uint8_t>(i);
+        ++k;
+    }
+    if (k == 0) {
+        return slow;
+    }
+    // Pass 2: with the buckets loaded, start loading the candidate entries.
+    for (unsigned j = 0; j < k; ++j) {
+        ct.prefetch_entry(hash[j]);
+    }
+    l.burst_fib = l.fib != nullptr ? l.fib->load() : nullptr; // P1: once per burst
+    l.burst_neigh = l.neigh != nullptr ? l.neigh->load() : nullptr;
+    auto& c = *w.counters;
+    const uint64_t now = rte_rdtsc();
+    uint64_t hits[2] = {0, 0};
+    // Pass 3: established full-NAT flows in either direction, run to completion.
+    for (unsigned j = 0; j < k; ++j) {
+        const auto m = ct.lookup_raw(addrs[j], ports[j], hash[j], now);
+        conntrack::entry_v4* e = m.e;
+        if (e == nullptr || (e->flags & conntrack::entry_flag_single_key) != 0) {
+            continue; // a new flow, or DSR: the full stage
+        }
+        const bool fwd = m.dir == direction::forward;
+        const auto proto = static_cast<uint8_t>(ports[j] >> 32);
+        uint8_t* l4 = ip[j] + 20;
+        if (proto == proto_tcp) {
+            if (!fwd && e->st == conntrack::state::tcp_syn_sent) {
+                continue; // the backend's answer to a SYN: a connect outcome (reply())
+            }
+            ct.update_tcp(*e, l4[13], m.dir, now);
+            untrack_if_closed(l, *e);
+        } else {
+            ct.touch(*e, now);
+        }
+        // The other key's addresses and ports, swapped: forward -> (SNAT, backend), reverse
+        // -> (VIP, client); see entry_v4's layout.
+        const auto* eb = reinterpret_cast<const uint8_t*>(e);
+        uint32_t w0;
+        uint32_t w1;
+        uint32_t np;
+        std::memcpy(&w0, eb + (fwd ? 8 : 0), 4);
+        std::memcpy(&w1, eb + (fwd ? 12 : 4), 4);
+        uint16_t p0;
+        uint16_t p1;
+        std::memcpy(&p0, eb + (fwd ? 20 : 16), 2);
+        std::memcpy(&p1, eb + (fwd ? 22 : 18), 2);
+        np = p1 | (uint32_t{p0} << 16);
+        const uint64_t na = w1 | (uint64_t{w0} << 32);
+        slow &= ~(1u << at[j]);
+        ++hits[fwd ? 0 : 1];
+        uint16_t port = 0;
+        const net::mac_addr* mac = nullptr;
+        if (const drop d = next_hop_v4(l, c, w0, now, port, mac); d != drop::count) {
+            out[at[j]] = dropped(d);
+            continue;
+        }
+        if (port >= w.ports.size()) {
+            out[at[j]] = dropped(drop::l4_no_route);
+            continue;
+        }
+        (void)net::nat_rewrite_v4_words(ip[j], l4, proto, na, np); // TTL and proto checked
+        uint8_t* eth = ip[j] - 14;
+        std::memcpy(eth, mac->bytes.data(), 6);
+        std::memcpy(eth + 6, w.ports[port].mac.data(), 6);
+        out[at[j]] = {l4_verdict::tx, port, drop::count};
+    }
+    l.fast_taken += hits[0] + hits[1];
+    if (hits[0] != 0) {
+        c.count(l4_event::flow_hits, hits[0]);
+    }
+    if (hits[1] != 0) {
+        c.count(l4_event::reply_hits, hits[1]);
+    }
+    return slow;
+}
+
 void l4_housekeeping(const worker_ctx& w, uint64_t now) noexcept
 {
     l4_lcore* l = w.l4;

@@ -34,17 +34,40 @@ void tx_burst(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t 
     }
 }
 
-/// Classify, the L4 stage, then dispatch (H2): one burst from port `p` (or redirected to this
-/// worker by another, then `p` is only where unclaimed frames go to the kernel).
+/// The fast path, then classify and the L4 stage for what it left, then dispatch (H2) in
+/// arrival order: one burst from port `p` (or redirected to this worker by another, then `p`
+/// is only where unclaimed frames go to the kernel).
 void process(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n,
              bool redirected) noexcept
 {
     auto& c = *w.counters;
-    verdicts v;
-    classify_stage(std::span<rte_mbuf* const>(pkts, n), v);
     l4_decision d[burst_size];
-    const uint16_t l4 =
-        l4_stage(w, p, std::span<rte_mbuf* const>(pkts, n), v, std::span(d, n), redirected);
+    const uint32_t slow = l4_fast_path(w, std::span<rte_mbuf* const>(pkts, n), std::span(d, n));
+    if (slow != 0) {
+        // The packets the fast path left, compacted: parse, then the whole L4 stage.
+        rte_mbuf* sp[burst_size];
+        uint8_t at[burst_size];
+        uint16_t ns = 0;
+        for (uint32_t bits = slow; bits != 0; bits &= bits - 1) {
+            const auto i = static_cast<uint8_t>(__builtin_ctz(bits));
+            at[ns] = i;
+            sp[ns++] = pkts[i];
+        }
+        verdicts v;
+        classify_stage(std::span<rte_mbuf* const>(sp, ns), v);
+        l4_decision sd[burst_size];
+        const uint16_t l4 =
+            l4_stage(w, p, std::span<rte_mbuf* const>(sp, ns), v, std::span(sd, ns), redirected);
+        for (uint16_t j = 0; j < ns; ++j) {
+            if (l4 != 0 && sd[j].v != l4_verdict::pass) {
+                d[at[j]] = sd[j];
+            } else if (v.next[j] == next_node::exception) {
+                d[at[j]] = {}; // pass: to the kernel
+            } else {
+                d[at[j]] = {l4_verdict::drop, 0, v.reason[j]};
+            }
+        }
+    }
 
     rte_mbuf* punt[burst_size];
     rte_mbuf* dropped[burst_size];
@@ -52,34 +75,31 @@ void process(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n
     uint16_t ndrop = 0;
     rte_mbuf* tx[stats::max_ports][burst_size];
     uint16_t ntx[stats::max_ports] = {};
+    bool any_tx = false;
     for (uint16_t i = 0; i < n; ++i) {
-        if (l4 != 0 && d[i].v != l4_verdict::pass) {
-            switch (d[i].v) {
-            case l4_verdict::tx:
-                tx[d[i].port][ntx[d[i].port]++] = pkts[i];
-                continue;
-            case l4_verdict::redirect:
-                if (rte_ring_sp_enqueue(w.l4->redirect_out[d[i].port], pkts[i]) == 0) {
-                    c.count(stats::l4_event::redirected_out);
-                } else {
-                    c.count_drop(stats::drop::l4_redirect_full);
-                    dropped[ndrop++] = pkts[i];
-                }
-                continue;
-            default:
-                c.count_drop(d[i].reason);
+        switch (d[i].v) {
+        case l4_verdict::tx:
+            tx[d[i].port][ntx[d[i].port]++] = pkts[i];
+            any_tx = true;
+            break;
+        case l4_verdict::redirect:
+            if (rte_ring_sp_enqueue(w.l4->redirect_out[d[i].port], pkts[i]) == 0) {
+                c.count(stats::l4_event::redirected_out);
+            } else {
+                c.count_drop(stats::drop::l4_redirect_full);
                 dropped[ndrop++] = pkts[i];
-                continue;
             }
-        }
-        if (v.next[i] == next_node::exception) {
-            punt[npunt++] = pkts[i];
-        } else {
-            c.count_drop(v.reason[i]);
+            break;
+        case l4_verdict::drop:
+            c.count_drop(d[i].reason);
             dropped[ndrop++] = pkts[i];
+            break;
+        case l4_verdict::pass:
+            punt[npunt++] = pkts[i];
+            break;
         }
     }
-    if (l4 != 0) {
+    if (any_tx) {
         for (size_t port = 0; port < w.ports.size(); ++port) {
             if (ntx[port] != 0) {
                 tx_burst(w, w.ports[port], tx[port], ntx[port]);

@@ -13,7 +13,9 @@
 #include <cstdlib>
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <map>
+#include <random>
 #include <memory>
 #include <set>
 #include <string>
@@ -1678,6 +1680,209 @@ TEST_F(L4, DsrFinThenSynIsANewConnection)
     EXPECT_EQ(o.lan[0], to_backend(b, ip4(4, syn1, snat, b, {.ttl = 64, .frag = 0x4000, .id = 0})));
     expect_moved(before, totals(), {{}, {{l4_event::new_flows, 1}, {l4_event::encapsulated, 1}}});
     EXPECT_EQ(flow_state(client, 42100, vip_ipip, 7100), state::tcp_syn_sent);
+}
+
+// ------------------------------------------------------------------------ 12: the fast path
+
+/// `ip_pkt` (IPv4) with 4 bytes of NOP options: IHL 6.
+bytes with_options(bytes ip_pkt)
+{
+    const uint8_t nops[4] = {1, 1, 1, 1};
+    ip_pkt.insert(ip_pkt.begin() + 20, nops, nops + 4);
+    ip_pkt[0] = 0x46;
+    put16(ip_pkt, 2, static_cast<uint16_t>(rd16(ip_pkt, 2) + 4));
+    put16(ip_pkt, 10, 0);
+    put16(ip_pkt, 10, csum(ip_pkt.data(), 24));
+    return ip_pkt;
+}
+
+/// What one run of the randomized traffic script produced.
+struct script_run {
+    std::vector<std::vector<bytes>> wan, lan, kernel; ///< per burst
+    std::vector<uint64_t> drops, events;
+    uint64_t fast = 0;
+    uint32_t packets = 0;
+};
+
+class L4FastPath : public L4 {
+protected:
+    struct flow {
+        bool tcp = true;
+        bool client2 = false;
+        uint16_t cport = 0;
+        unsigned stage = 0; ///< TCP: 0 SYN, 1 SYN-ACK, 2 ACK, 3.. data, then FINs; UDP: any
+        bool mapped = false;
+        net::ip_addr backend;
+        uint16_t bport = 0;
+        uint16_t sport = 0; ///< the SNAT port
+    };
+
+    /// A frame of `f` for the current stage (client or backend side), mutated at random now
+    /// and then into something the fast path must leave to the full stage.
+    std::pair<unsigned, bytes> next_frame(flow& f, std::mt19937& rng)
+    {
+        const net::ip_addr& c = f.client2 ? client2 : client;
+        const net::mac_addr& cm = f.client2 ? client2_mac : client_mac;
+        const uint16_t vport = f.tcp ? 7000 : 7001;
+        const uint8_t proto = f.tcp ? tcp_p : udp_p;
+        bool from_b = false;
+        bytes l4;
+        const unsigned st = f.stage;
+        if (f.tcp) {
+            if (st == 0 || !f.mapped) {
+                l4 = tcpseg(f.cport, vport, syn, 100);
+                f.stage = 0;
+            } else if (st == 1) {
+                from_b = true;
+                l4 = tcpseg(f.bport, f.sport, syn | ack, 500, 101);
+            } else if (st < 9) {
+                from_b = st % 2 == 0 && st > 2;
+                l4 = from_b ? tcpseg(f.bport, f.sport, psh | ack, 501, 101 + st, st * 10)
+                            : tcpseg(f.cport, vport, psh | ack, 101 + st, 501, st * 10);
+            } else if (st == 9) {
+                l4 = tcpseg(f.cport, vport, fin | ack, 200, 501);
+            } else {
+                from_b = true;
+                l4 = tcpseg(f.bport, f.sport, fin | ack, 501, 201);
+            }
+        } else {
+            from_b = f.mapped && st % 3 == 2;
+            l4 = from_b ? udpdgram(f.bport, f.sport, 20 + st) : udpdgram(f.cport, vport, 10 + st);
+        }
+        v4opt o;
+        const unsigned mutate = rng() % 20;
+        if (mutate == 0) {
+            o.ttl = 1;
+        } else if (mutate == 1) {
+            o.frag = 0x2000; // MF: a first fragment
+        } else if (mutate == 2 && f.tcp && st > 2) {
+            l4[13] = rst | ack;
+        }
+        bytes ipp = from_b ? ip4(proto, l4, f.backend, snat, o) : ip4(proto, l4, c, vip, o);
+        if (mutate == 3) {
+            ipp = with_options(ipp);
+        } else if (mutate == 4) {
+            put16(ipp, 2, static_cast<uint16_t>(ipp.size() + 8)); // longer than the frame
+        } else if (mutate == 6) {
+            ipp.resize(20 + 4); // the L4 header cut short, the IPv4 length agreeing
+            put16(ipp, 2, 24);
+            put16(ipp, 10, 0);
+            put16(ipp, 10, csum(ipp.data(), 20));
+        }
+        bytes frame = from_b ? from_backend(f.backend, ipp) : from_client(ipp, cm);
+        if (mutate == 5) {
+            frame = tagged(frame, 7);
+        }
+        return {from_b ? 1u : 0u, frame};
+    }
+
+    script_run run(bool fast, uint32_t seed)
+    {
+        _l4->fast_path = fast;
+        std::mt19937 rng(seed);
+        std::vector<flow> flows(200);
+        for (size_t i = 0; i < flows.size(); ++i) {
+            flows[i].tcp = i % 3 != 0;
+            flows[i].client2 = i % 2 == 0;
+            flows[i].cport = static_cast<uint16_t>(20000 + i * 7);
+        }
+        script_run r;
+        for (int burst = 0; burst < 300; ++burst) {
+            // One burst per port side, up to 32 frames, each from a distinct flow (TCP) or
+            // one to three datagrams of a UDP flow; plus a frame for the kernel now and then.
+            std::vector<bytes> in[2];
+            std::set<size_t> used;
+            const unsigned want = 1 + rng() % 32;
+            for (unsigned k = 0; k < want && in[0].size() + in[1].size() < 32; ++k) {
+                const size_t i = rng() % flows.size();
+                if (!used.insert(i).second) {
+                    continue;
+                }
+                flow& f = flows[i];
+                const unsigned copies = f.tcp ? 1 : 1 + rng() % 3;
+                for (unsigned j = 0; j < copies; ++j) {
+                    auto [port, frame] = next_frame(f, rng);
+                    in[port].push_back(std::move(frame));
+                }
+                f.stage = f.tcp ? (f.stage + 1) % 11 : f.stage + 1;
+            }
+            if (rng() % 8 == 0) {
+                in[0].push_back(from_client(ip4(tcp_p, tcpseg(40000, 22, syn, 1), client, vip)));
+            }
+            for (unsigned port = 0; port < 2; ++port) {
+                if (in[port].empty()) {
+                    continue;
+                }
+                r.packets += static_cast<uint32_t>(in[port].size());
+                const auto o = send(port, in[port]);
+                r.wan.push_back(o.wan);
+                r.lan.push_back(o.lan);
+                r.kernel.push_back(o.kernel);
+            }
+            // Learn where each client flow went (the "backend" answers to that).
+            for (auto& f : flows) {
+                const auto m = _l4->ct4.lookup(key4(f.client2 ? client2 : client, vip, f.cport,
+                                                    f.tcp ? 7000 : 7001, f.tcp ? tcp_p : udp_p),
+                                               rte_rdtsc());
+                f.mapped = m.e != nullptr;
+                if (f.mapped) {
+                    f.backend = net::ip_addr::v4(rte_be_to_cpu_32([&] {
+                        uint32_t a;
+                        std::memcpy(&a, m.e->backend_addr.data(), 4);
+                        return a;
+                    }()));
+                    f.bport = rte_be_to_cpu_16(m.e->backend_port);
+                    f.sport = rte_be_to_cpu_16(m.e->snat_port);
+                }
+            }
+        }
+        const auto t = totals();
+        r.drops.assign(t.drops.begin(), t.drops.end());
+        r.events.assign(t.l4.begin(), t.l4.end());
+        r.fast = _l4->fast_taken;
+        return r;
+    }
+};
+
+TEST_F(L4FastPath, DecidesEveryPacketExactlyAsTheFullStage)
+{
+    for (const uint32_t seed : {1u, 2u, 3u}) {
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        const script_run fast = run(true, seed);
+        TearDown();
+        SetUp();
+        const script_run full = run(false, seed);
+        TearDown();
+        SetUp();
+        ASSERT_EQ(fast.wan.size(), full.wan.size());
+        for (size_t i = 0; i < fast.wan.size(); ++i) {
+            ASSERT_EQ(fast.wan[i], full.wan[i]) << "wan output of burst " << i;
+            ASSERT_EQ(fast.lan[i], full.lan[i]) << "lan output of burst " << i;
+            ASSERT_EQ(fast.kernel[i], full.kernel[i]) << "kernel output of burst " << i;
+            for (const auto& f : fast.wan[i]) {
+                expect_checksums(f);
+            }
+            for (const auto& f : fast.lan[i]) {
+                expect_checksums(f);
+            }
+        }
+        for (size_t i = 0; i < stats::drop_count; ++i) {
+            EXPECT_EQ(fast.drops[i], full.drops[i]) << stats::drop_name(static_cast<drop>(i));
+        }
+        for (size_t i = 0; i < stats::l4_event_count; ++i) {
+            EXPECT_EQ(fast.events[i], full.events[i])
+                << stats::l4_event_name(static_cast<l4_event>(i));
+        }
+        EXPECT_EQ(full.fast, 0u);
+        // Most packets belong to established flows: the fast path must have taken them.
+        EXPECT_GT(fast.fast, fast.packets / 3) << fast.fast << " of " << fast.packets;
+        // The mix exercised what the full stage alone handles.
+        EXPECT_GT(fast.drops[static_cast<size_t>(drop::l4_ttl_exceeded)], 0u);
+        EXPECT_GT(fast.drops[static_cast<size_t>(drop::l4_truncated)], 0u);
+        EXPECT_GT(fast.drops[static_cast<size_t>(drop::ipv4_bad_length)], 0u);
+        EXPECT_GT(fast.events[static_cast<size_t>(l4_event::reply_hits)], 100u);
+        EXPECT_GT(fast.events[static_cast<size_t>(l4_event::new_flows)], 100u);
+    }
 }
 
 } // namespace

@@ -121,6 +121,61 @@ TEST(ConntrackTest, InsertAndLookupBothDirectionsV4)
     EXPECT_EQ(c.entries, 0u);
 }
 
+TEST(ConntrackTest, RawIpv4LookupFindsWhatTheKeyedLookupFinds)
+{
+    // The fast path's raw-word lookup: same hash, same entries, same direction, same misses.
+    auto t = make_table<v4>(4096);
+    auto raw = [&](const flow_key& k, uint64_t now) {
+        uint64_t a = 0;
+        uint32_t p = 0;
+        std::memcpy(&a, k.src.data(), 4);
+        std::memcpy(reinterpret_cast<uint8_t*>(&a) + 4, k.dst.data(), 4);
+        std::memcpy(&p, &k.sport, 2);
+        std::memcpy(reinterpret_cast<uint8_t*>(&p) + 2, &k.dport, 2);
+        const uint64_t pp = p | (uint64_t{k.proto} << 32);
+        const uint64_t h = t.hash_raw(a, pp);
+        t.prefetch_bucket_hashed(h);
+        t.prefetch_entry(h);
+        return t.lookup_raw(a, pp, h, now);
+    };
+    for (uint32_t i = 0; i < 3000; ++i) {
+        const uint8_t proto = i % 2 == 0 ? proto_tcp : proto_udp;
+        ASSERT_NE(t.insert(k4(client + i, static_cast<uint16_t>(1000 + i), vip, 80, proto),
+                           k4(backend + i % 16, 8080, snat, static_cast<uint16_t>(1024 + i), proto),
+                           i, 0),
+                  nullptr);
+    }
+    for (uint32_t i = 0; i < 3000; ++i) {
+        const uint8_t proto = i % 2 == 0 ? proto_tcp : proto_udp;
+        const flow_key fwd = k4(client + i, static_cast<uint16_t>(1000 + i), vip, 80, proto);
+        const flow_key rev =
+            k4(backend + i % 16, 8080, snat, static_cast<uint16_t>(1024 + i), proto);
+        const auto a = t.lookup(fwd, 1);
+        const auto b = raw(fwd, 1);
+        ASSERT_NE(a.e, nullptr);
+        EXPECT_EQ(a.e, b.e);
+        EXPECT_EQ(b.dir, direction::forward);
+        const auto c = raw(rev, 1);
+        EXPECT_EQ(c.e, a.e);
+        EXPECT_EQ(c.dir, direction::reverse);
+        // Near misses: other proto, swapped ends, other port.
+        EXPECT_EQ(raw(k4(client + i, static_cast<uint16_t>(1000 + i), vip, 80,
+                         proto == proto_tcp ? proto_udp : proto_tcp),
+                      1)
+                      .e,
+                  nullptr);
+        EXPECT_EQ(raw(k4(vip, 80, client + i, static_cast<uint16_t>(1000 + i), proto), 1).e,
+                  nullptr);
+        EXPECT_EQ(raw(k4(client + i, static_cast<uint16_t>(1001 + i), vip, 81, proto), 1).e,
+                  nullptr);
+    }
+    // Expired entries are reclaimed by the raw lookup as by the keyed one.
+    const flow_key k = k4(client, 1000, vip, 80, proto_tcp);
+    EXPECT_EQ(raw(k, UINT64_MAX / 2).e, nullptr);
+    EXPECT_EQ(t.lookup(k, 1).e, nullptr);
+    EXPECT_EQ(t.index_errors_for_test(), 0u);
+}
+
 TEST(ConntrackTest, InsertAndLookupBothDirectionsV6SharesPooledAddresses)
 {
     auto t = make_table<v6>(1024, 4);

@@ -159,6 +159,13 @@ inline constexpr uint8_t entry_flag_report = 0x04;
 
 static_assert(sizeof(entry_v4) == 64, "an IPv4 conntrack entry is one cache line");
 static_assert(sizeof(entry_v6) == 64, "an IPv6 conntrack entry is one cache line");
+// table<v4>::lookup_raw and the fast path's rewrite read the keys as words: forward addresses
+// at 0, reverse addresses at 8, forward ports at 16, reverse ports at 20.
+static_assert(offsetof(entry_v4, client_addr) == 0 && offsetof(entry_v4, vip_addr) == 4 &&
+                  offsetof(entry_v4, backend_addr) == 8 && offsetof(entry_v4, snat_addr) == 12 &&
+                  offsetof(entry_v4, client_port) == 16 && offsetof(entry_v4, vip_port) == 18 &&
+                  offsetof(entry_v4, backend_port) == 20 && offsetof(entry_v4, snat_port) == 22,
+              "entry_v4 key layout");
 
 template <typename F>
 struct entry_of;
@@ -235,6 +242,18 @@ public:
     {
         return finish(probe(k, h), now);
     }
+
+    /// The same three stages for IPv4 keys taken straight from a packet's headers (the
+    /// established-flow fast path; no flow_key is built). `addrs` holds the source address in
+    /// its low 32 bits and the destination in its high 32 bits, each as loaded from memory
+    /// (network order bytes); `ports_proto` holds the source port in bits 0-15 and the
+    /// destination port in bits 16-31 (as loaded), the protocol in bits 32-39. Same hash and
+    /// same flows as the flow_key members. IPv4 tables only.
+    [[nodiscard]] uint64_t hash_raw(uint64_t addrs, uint64_t ports_proto) const noexcept
+        requires(F::family == 4);
+    void prefetch_bucket_hashed(uint64_t h) const noexcept;
+    match<F> lookup_raw(uint64_t addrs, uint64_t ports_proto, uint64_t h, uint64_t now) noexcept
+        requires(F::family == 4);
 
     /// Hashes `k` and prefetches its two buckets, for a lookup a few packets later (H3).
     void prefetch(const flow_key& k) const noexcept;

@@ -129,6 +129,9 @@ struct l4_lcore {
     std::array<rte_ring*, 64> redirect_in{};   ///< [w]: replies from worker w (SP/SC)
     uint64_t tsc_hz = 0;
     uint64_t last_age = 0; ///< TSC of the last aging batch
+    /// Off: every packet takes classify and the full stage (tests compare the two paths).
+    bool fast_path = true;
+    uint64_t fast_taken = 0; ///< packets l4_fast_path finished
     /// Endpoints with a failure reported and no success since (direct-mapped by id): a
     /// success is signalled only for them, so a healthy flood of SYN-ACKs costs no ring
     /// traffic.
@@ -168,6 +171,19 @@ struct l4_decision {
 /// Returns the number of packets L4 took (verdict other than pass).
 uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* const> pkts,
                   const verdicts& v, std::span<l4_decision> out, bool redirected) noexcept;
+
+/// The established-flow fast path, run on every burst before classify: finishes the packets
+/// of established full-NAT IPv4 flows, in either direction, with one fused pass of header
+/// checks and raw-word keys instead of parse_frame, the listener lookup and flow_key building,
+/// then the same conntrack update, next hop, rewrite and L2 as l4_stage (same decisions, same
+/// counters). It takes: IPv4 without options or fragmentation, TTL above 1, UDP or TCP without
+/// SYN, found in this lcore's IPv4 table as a two-key flow (a reply that still waits for its
+/// SYN-ACK excepted). Fills `out[i]` for the packets it took and returns the bit mask (bit i:
+/// packet i) of the others, which go through classify_stage and l4_stage as before.
+/// An established flow's packets do not look for their listener: a flow outlives its VIP
+/// (removed from the config) and drains until it closes or times out, like a removed endpoint.
+uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
+                      std::span<l4_decision> out) noexcept;
 
 /// Housekeeping once per loop: ages a budget of conntrack entries.
 void l4_housekeeping(const worker_ctx& w, uint64_t now) noexcept;
