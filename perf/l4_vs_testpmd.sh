@@ -12,7 +12,8 @@
 # Usage: sudo perf/l4_vs_testpmd.sh        (about 4 minutes: 20 runs of ~11 s, start-up included)
 # Environment: RUNS=5 pairs per scenario, WINDOW=4 s measured per run, WARMUP=1 s after the
 # flows are set up, FLOWS=1000000 distinct 5-tuples, CONNECT_TIMEOUT_MS=100, FWD_CPU=1 (the
-# CPU of sluiced's worker and testpmd's forwarding lcore), CTL_CPU=0 (everything else).
+# CPU of sluiced's worker and testpmd's forwarding lcore), CTL_CPU=0 (everything else),
+# SCENARIOS="udp syn" (either or both: established flows, new flows).
 #
 # Traffic: perf/l4/gen_pcap.py writes 64-byte frames (60 bytes + FCS), one per client 5-tuple
 # (clients 198.18.128.0/17, VIP 198.18.10.1), FLOWS of them. net_pcap with infinite_rx=1
@@ -58,6 +59,7 @@ WARMUP=${WARMUP:-1}
 FLOWS=${FLOWS:-1000000}
 CONNECT_TIMEOUT_MS=${CONNECT_TIMEOUT_MS:-100}
 FWD_CPU=${FWD_CPU:-1}
+SCENARIOS=${SCENARIOS:-udp syn} # udp: established flows, syn: new flows
 CTL_CPU=${CTL_CPU:-0}
 BACKENDS=16
 VIP=198.18.10.1
@@ -364,7 +366,7 @@ fi
 # --- the alternating runs -----------------------------------------------------------------
 declare -A A B
 for r in $(seq 1 "$RUNS"); do
-  for s in udp syn; do
+  for s in $SCENARIOS; do
     label="established flows (UDP)"
     [ $s = syn ] && label="new flows (TCP SYN)"
     echo "[$r/$RUNS] $label, sluiced:"
@@ -380,7 +382,7 @@ for r in $(seq 1 "$RUNS"); do
   done
 done
 
-for s in udp syn; do
+for s in $SCENARIOS; do
   name=l4_established
   [ $s = syn ] && name=l4_new_flows
   ratios=$(paste -d' ' <(echo "${A[$s]}" | tr ' ' '\n' | grep -v '^$') <(echo "${B[$s]}" | tr ' ' '\n' | grep -v '^$') |
@@ -388,7 +390,7 @@ for s in udp syn; do
   echo "raw $name: sluice_mpps=[${A[$s]% }] testpmd_mpps=[${B[$s]% }] pair_ratios=[${ratios% }]"
 done
 for l in "${info[@]}"; do echo "$l"; done
-for s in udp syn; do
+for s in $SCENARIOS; do
   name=l4_established
   [ $s = syn ] && name=l4_new_flows
   ratios=$(paste -d' ' <(echo "${A[$s]}" | tr ' ' '\n' | grep -v '^$') <(echo "${B[$s]}" | tr ' ' '\n' | grep -v '^$') |

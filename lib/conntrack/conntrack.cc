@@ -8,13 +8,16 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "sluice/base/hash.hh"
 
 namespace sluice::conntrack {
 
 namespace {
 
-constexpr unsigned slots_per_bucket = 8;
 // Every index slot stores `ref = ((entry index << 1) | direction) + 1`; 0 is empty. The top
 // bit says the key sits in its second bucket.
 constexpr uint32_t max_capacity = 1u << 29;
@@ -39,13 +42,6 @@ inline uint32_t load32(const uint8_t* p) noexcept
 inline uint64_t rotl(uint64_t v, int r) noexcept
 {
     return std::rotl(v, r);
-}
-
-// 64x64 -> 128-bit multiply, halves folded by xor.
-inline uint64_t mum(uint64_t a, uint64_t b) noexcept
-{
-    const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
-    return static_cast<uint64_t>(p) ^ static_cast<uint64_t>(p >> 64);
 }
 
 inline bool expired(uint64_t expires, uint64_t now) noexcept
@@ -88,16 +84,6 @@ timeouts timeouts::from_seconds(const timeout_seconds& s, uint64_t tsc_hz) noexc
     set(state::other, s.udp);
     return t;
 }
-
-template <typename F>
-struct alignas(64) table<F>::bucket {
-    uint16_t sig[slots_per_bucket];
-    uint32_t ref[slots_per_bucket];
-    // Keys whose first bucket is this one but which live in their second bucket (this one was
-    // full when they arrived). While it is 0, lookups read one bucket, not two.
-    uint32_t overflow;
-    uint8_t pad[12];
-};
 
 // IPv6 VIP and SNAT addresses, interned with per-table reference counts so an entry holds a
 // 16-bit reference instead of 32 bytes. Open addressing with linear probing and backward-shift
@@ -266,14 +252,6 @@ uint64_t table<F>::hash(const flow_key& k) const noexcept
     }
 }
 
-template <typename F>
-uint64_t table<F>::hash_raw(uint64_t addrs, uint64_t ports_proto) const noexcept
-    requires(F::family == 4)
-{
-    return fmix64(mum(addrs ^ _seed ^ 0xa0761d6478bd642fULL,
-                      ports_proto ^ rotl(_seed, 31) ^ 0xe7037ed1a0b428dbULL));
-}
-
 namespace {
 
 inline uint64_t bucket_1(uint64_t h, uint64_t mask) noexcept
@@ -296,6 +274,24 @@ inline uint16_t signature(uint64_t h) noexcept
 inline uint64_t bucket_2(uint64_t h, uint64_t mask) noexcept
 {
     return alternate(bucket_1(h, mask), signature(h), mask);
+}
+
+/// Bit 2s set when slot s of the 8 signatures at `sigs` equals `sig` (SSE2: one compare):
+/// iterate with slot = ctz(m) / 2, m &= m - 1.
+inline uint32_t sig_matches(const uint16_t* sigs, uint16_t sig) noexcept
+{
+#if defined(__SSE2__)
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sigs));
+    return static_cast<uint32_t>(
+               _mm_movemask_epi8(_mm_cmpeq_epi16(v, _mm_set1_epi16(static_cast<short>(sig))))) &
+           0x5555u;
+#else
+    uint32_t m = 0;
+    for (unsigned s = 0; s < 8; ++s) {
+        m |= sigs[s] == sig ? 1u << (2 * s) : 0;
+    }
+    return m;
+#endif
 }
 
 inline uint32_t make_ref(uint32_t index, direction d) noexcept
@@ -354,22 +350,6 @@ match<F> table<F>::probe(const flow_key& k, uint64_t h) const noexcept
 }
 
 template <typename F>
-match<F> table<F>::finish(match<F> m, uint64_t now) noexcept
-{
-    ++_c.lookups;
-    if (m.e == nullptr) {
-        return m;
-    }
-    if (expired(m.e->expires, now)) {
-        expire(*m.e);
-        ++_c.expired;
-        return {};
-    }
-    ++_c.hits;
-    return m;
-}
-
-template <typename F>
 match<F> table<F>::lookup(const flow_key& k, uint64_t now) noexcept
 {
     return finish(probe(k, hash(k)), now);
@@ -384,52 +364,48 @@ uint64_t table<F>::prefetch_bucket(const flow_key& k) const noexcept
 }
 
 template <typename F>
-void table<F>::prefetch_bucket_hashed(uint64_t h) const noexcept
+match<F> table<F>::lookup_raw_scan(uint64_t addrs, uint64_t ports_proto, uint64_t h,
+                                   uint64_t now) noexcept requires(F::family == 4)
 {
-    __builtin_prefetch(&_buckets[bucket_1(h, _mask)]);
-}
-
-template <typename F>
-match<F> table<F>::lookup_raw(uint64_t addrs, uint64_t ports_proto, uint64_t h,
-                              uint64_t now) noexcept requires(F::family == 4)
-{
-    // probe() with verify() reduced to two word compares: an entry's forward key is its
-    // first 8 address bytes and the ports at offset 16, its reverse key the next 8 bytes and
-    // the ports at offset 20 (entry_v4's layout), so one 64-bit and one 32-bit compare each.
+    // probe() with the signature scan in one SIMD compare and verify() reduced to word
+    // compares: an entry's forward key is its first 8 address bytes and the ports at offset
+    // 16, its reverse key the next 8 bytes and the ports at offset 20 (entry_v4's layout).
     const uint16_t sig = signature(h);
     const uint64_t b1 = bucket_1(h, _mask);
-    const uint64_t b[2] = {b1, bucket_2(h, _mask)};
-    const int probes = _buckets[b1].overflow != 0 ? 2 : 1;
     const auto proto = static_cast<uint8_t>(ports_proto >> 32);
     const auto ports = static_cast<uint32_t>(ports_proto);
-    for (int j = 0; j < probes; ++j) {
-        const bucket& bk = _buckets[b[j]];
-        for (unsigned s = 0; s < slots_per_bucket; ++s) {
-            if (bk.sig[s] == sig && bk.ref[s] != 0) {
-                const uint32_t r = (bk.ref[s] & ref_mask) - 1;
-                entry& e = _entries[r >> 1];
-                const unsigned d = r & 1;
-                const auto* base = reinterpret_cast<const uint8_t*>(&e);
-                const uint64_t ea =
-                    load32(base + 8 * d) | (uint64_t{load32(base + 8 * d + 4)} << 32);
-                if (ea == addrs && load32(base + 16 + 4 * d) == ports && e.proto == proto &&
-                    e.st != state::free) {
-                    return finish({&e, static_cast<direction>(d)}, now);
-                }
+    const bucket* bk = &_buckets[b1];
+    for (int j = 0;; ++j) {
+        for (uint32_t m = sig_matches(bk->sig, sig); m != 0; m &= m - 1) {
+            const uint32_t ref = bk->ref[__builtin_ctz(m) >> 1];
+            if (ref == 0) {
+                continue;
+            }
+            const uint32_t r = (ref & ref_mask) - 1;
+            entry& e = _entries[r >> 1];
+            const unsigned d = r & 1;
+            const auto* base = reinterpret_cast<const uint8_t*>(&e);
+            const uint64_t ea = load32(base + 8 * d) | (uint64_t{load32(base + 8 * d + 4)} << 32);
+            if (ea == addrs && load32(base + 16 + 4 * d) == ports && e.proto == proto &&
+                e.st != state::free) {
+                return finish({&e, static_cast<direction>(d)}, now);
             }
         }
+        if (j == 1 || _buckets[b1].overflow == 0) {
+            return finish({}, now);
+        }
+        bk = &_buckets[bucket_2(h, _mask)];
     }
-    return finish({}, now);
 }
 
 template <typename F>
 void table<F>::prefetch_entry(uint64_t h) const noexcept
 {
-    const uint16_t sig = signature(h);
     const bucket& b1 = _buckets[bucket_1(h, _mask)];
-    for (unsigned s = 0; s < slots_per_bucket; ++s) {
-        if (b1.sig[s] == sig && b1.ref[s] != 0) {
-            __builtin_prefetch(&_entries[((b1.ref[s] & ref_mask) - 1) >> 1]);
+    for (uint32_t m = sig_matches(b1.sig, signature(h)); m != 0; m &= m - 1) {
+        const uint32_t ref = b1.ref[__builtin_ctz(m) >> 1];
+        if (ref != 0) {
+            __builtin_prefetch(&_entries[((ref & ref_mask) - 1) >> 1]);
             return;
         }
     }

@@ -504,6 +504,46 @@ l4_decision answer_rst(const worker_ctx& w, const pkt& p) noexcept
     return {l4_verdict::tx, p.in_port, drop::count};
 }
 
+/// The new addresses and ports of a packet of IPv4 full-NAT flow `e` (raw words, as
+/// nat_rewrite_v4_words takes them): the other key's, swapped. Forward -> (SNAT, backend),
+/// reply -> (VIP, client); `dst` is the new destination address. See entry_v4's layout.
+struct v4_words {
+    uint64_t addrs;
+    uint32_t ports;
+    uint32_t dst;
+};
+[[gnu::always_inline]] inline v4_words rewrite_words(const conntrack::entry_v4& e,
+                                                     bool fwd) noexcept
+{
+    const auto* eb = reinterpret_cast<const uint8_t*>(&e);
+    uint32_t a0;
+    uint32_t a1;
+    uint16_t p0;
+    uint16_t p1;
+    std::memcpy(&a0, eb + (fwd ? 8 : 0), 4);
+    std::memcpy(&a1, eb + (fwd ? 12 : 4), 4);
+    std::memcpy(&p0, eb + (fwd ? 20 : 16), 2);
+    std::memcpy(&p1, eb + (fwd ? 22 : 18), 2);
+    return {a1 | (uint64_t{a0} << 32), p1 | (uint32_t{p0} << 16), a0};
+}
+
+/// Stores a new IPv4 full-NAT flow's checksum changes for the fast path (both directions).
+void set_nat_csum(conntrack::entry_v4& e) noexcept
+{
+    const auto* eb = reinterpret_cast<const uint8_t*>(&e);
+    for (unsigned dir = 0; dir < 2; ++dir) {
+        uint64_t old_a;
+        uint32_t old_p;
+        std::memcpy(&old_a, eb + 8 * dir, 8);
+        std::memcpy(&old_p, eb + 16 + 4 * dir, 4);
+        const v4_words nw = rewrite_words(e, dir == 0);
+        const net::nat_v4_delta d = net::nat_v4_delta_of(old_a, old_p, nw.addrs, nw.ports);
+        e.nat_csum[2 * dir] = d.ip;
+        e.nat_csum[2 * dir + 1] = d.l4;
+    }
+    e.flags |= conntrack::entry_flag_nat_csum;
+}
+
 /// A packet to an L4 listener (client side).
 template <typename F>
 l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& svc, const pkt& p,
@@ -633,6 +673,9 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
     auto* e = ct.insert(fk, rk, ep->id, now);
     if (e == nullptr) {
         return dropped(drop::l4_conntrack_full);
+    }
+    if constexpr (F::family == 4) {
+        set_nat_csum(*e);
     }
     c.count(l4_event::new_flows);
     if (p.proto == proto_tcp) {
@@ -1201,8 +1244,9 @@ uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
         return slow;
     }
     // Pass 2: with the buckets loaded, start loading the candidate entries.
+    uint32_t hint[burst_size];
     for (unsigned j = 0; j < k; ++j) {
-        ct.prefetch_entry(hash[j]);
+        hint[j] = ct.prefetch_candidate(hash[j]);
     }
     l.burst_fib = l.fib != nullptr ? l.fib->load() : nullptr; // P1: once per burst
     l.burst_neigh = l.neigh != nullptr ? l.neigh->load() : nullptr;
@@ -1211,9 +1255,11 @@ uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
     uint64_t hits[2] = {0, 0};
     // Pass 3: established full-NAT flows in either direction, run to completion.
     for (unsigned j = 0; j < k; ++j) {
-        const auto m = ct.lookup_raw(addrs[j], ports[j], hash[j], now);
+        const auto m = ct.lookup_raw(addrs[j], ports[j], hash[j], hint[j], now);
         conntrack::entry_v4* e = m.e;
-        if (e == nullptr || (e->flags & conntrack::entry_flag_single_key) != 0) {
+        if (e == nullptr ||
+            (e->flags & (conntrack::entry_flag_single_key | conntrack::entry_flag_nat_csum)) !=
+                conntrack::entry_flag_nat_csum) {
             continue; // a new flow, or DSR: the full stage
         }
         const bool fwd = m.dir == direction::forward;
@@ -1228,25 +1274,12 @@ uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
         } else {
             ct.touch(*e, now);
         }
-        // The other key's addresses and ports, swapped: forward -> (SNAT, backend), reverse
-        // -> (VIP, client); see entry_v4's layout.
-        const auto* eb = reinterpret_cast<const uint8_t*>(e);
-        uint32_t w0;
-        uint32_t w1;
-        uint32_t np;
-        std::memcpy(&w0, eb + (fwd ? 8 : 0), 4);
-        std::memcpy(&w1, eb + (fwd ? 12 : 4), 4);
-        uint16_t p0;
-        uint16_t p1;
-        std::memcpy(&p0, eb + (fwd ? 20 : 16), 2);
-        std::memcpy(&p1, eb + (fwd ? 22 : 18), 2);
-        np = p1 | (uint32_t{p0} << 16);
-        const uint64_t na = w1 | (uint64_t{w0} << 32);
         slow &= ~(1u << at[j]);
         ++hits[fwd ? 0 : 1];
+        const v4_words nw = rewrite_words(*e, fwd);
         uint16_t port = 0;
         const net::mac_addr* mac = nullptr;
-        if (const drop d = next_hop_v4(l, c, w0, now, port, mac); d != drop::count) {
+        if (const drop d = next_hop_v4(l, c, nw.dst, now, port, mac); d != drop::count) {
             out[at[j]] = dropped(d);
             continue;
         }
@@ -1254,7 +1287,9 @@ uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
             out[at[j]] = dropped(drop::l4_no_route);
             continue;
         }
-        (void)net::nat_rewrite_v4_words(ip[j], l4, proto, na, np); // TTL and proto checked
+        const unsigned ci = fwd ? 0 : 2;
+        net::nat_rewrite_v4_delta(ip[j], l4, proto, nw.addrs, nw.ports,
+                                  {e->nat_csum[ci], e->nat_csum[ci + 1]});
         uint8_t* eth = ip[j] - 14;
         std::memcpy(eth, mac->bytes.data(), 6);
         std::memcpy(eth + 6, w.ports[port].mac.data(), 6);

@@ -403,6 +403,20 @@ bool nat_rewrite_v4_words(uint8_t* ip, uint8_t* l4, uint8_t proto, uint64_t addr
     return true;
 }
 
+nat_v4_delta nat_v4_delta_of(uint64_t old_addrs, uint32_t old_ports, uint64_t addrs,
+                             uint32_t ports) noexcept
+{
+    const uint64_t addr_diff = uint64_t{static_cast<uint32_t>(~old_addrs)} +
+                               static_cast<uint32_t>(addrs) +
+                               uint64_t{static_cast<uint32_t>(~(old_addrs >> 32))} + (addrs >> 32);
+    uint8_t ttl_word[2] = {2, 0}; // a TTL decrement changes the (TTL, protocol) word alike
+    const uint64_t ttl_diff = dec_ttl_diff(ttl_word, 0);
+    nat_v4_delta d;
+    d.ip = fold64(addr_diff + ttl_diff);
+    d.l4 = fold64(addr_diff + uint64_t{static_cast<uint32_t>(~old_ports)} + ports);
+    return d;
+}
+
 bool nat_rewrite_v6(uint8_t* ip, uint8_t* l4, uint8_t proto, const nat_tuple& t,
                     bool dec_ttl) noexcept
 {

@@ -125,6 +125,7 @@ TEST(ConntrackTest, RawIpv4LookupFindsWhatTheKeyedLookupFinds)
 {
     // The fast path's raw-word lookup: same hash, same entries, same direction, same misses.
     auto t = make_table<v4>(4096);
+    uint32_t other_hint = 0; // a valid reference of another key: a wrong hint
     auto raw = [&](const flow_key& k, uint64_t now) {
         uint64_t a = 0;
         uint32_t p = 0;
@@ -135,8 +136,14 @@ TEST(ConntrackTest, RawIpv4LookupFindsWhatTheKeyedLookupFinds)
         const uint64_t pp = p | (uint64_t{k.proto} << 32);
         const uint64_t h = t.hash_raw(a, pp);
         t.prefetch_bucket_hashed(h);
-        t.prefetch_entry(h);
-        return t.lookup_raw(a, pp, h, now);
+        const uint32_t hint = t.prefetch_candidate(h);
+        const auto with_hint = t.lookup_raw(a, pp, h, hint, now);
+        EXPECT_EQ(with_hint.e, t.lookup_raw(a, pp, h, 0, now).e) << "hint or scan";
+        EXPECT_EQ(with_hint.e, t.lookup_raw(a, pp, h, other_hint, now).e) << "a wrong hint";
+        if (hint != 0) {
+            other_hint = hint;
+        }
+        return with_hint;
     };
     for (uint32_t i = 0; i < 3000; ++i) {
         const uint8_t proto = i % 2 == 0 ? proto_tcp : proto_udp;

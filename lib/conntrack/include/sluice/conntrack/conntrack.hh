@@ -31,11 +31,13 @@
 /// `insert` returns nullptr and counts it; the caller then picks the backend by Maglev alone.
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 
+#include "sluice/base/hash.hh"
 #include "sluice/base/result.hh"
 
 namespace sluice::conntrack {
@@ -127,7 +129,11 @@ struct alignas(64) entry_v4 {
     state st;
     uint8_t fin_dirs; ///< bit per direction that sent a FIN
     uint8_t flags;    ///< entry_flag_* bits
-    uint8_t reserved[20];
+    /// The caller's precomputed full-NAT checksum changes (conntrack only stores them; valid
+    /// when entry_flag_nat_csum is set): [0] IPv4 header and [1] L4 checksum of a forward
+    /// packet, [2] and [3] of a reply.
+    uint16_t nat_csum[4];
+    uint8_t reserved[12];
 };
 
 /// IPv6 flow entry: one cache line; VIP and SNAT addresses live in the table's address pool.
@@ -156,6 +162,9 @@ inline constexpr uint8_t entry_flag_counted = 0x02;
 /// The caller reports the flow's connect outcome as a health signal (its cluster has outlier
 /// detection); conntrack only stores the bit.
 inline constexpr uint8_t entry_flag_report = 0x04;
+
+/// The caller stored entry_v4::nat_csum (conntrack only stores the bit).
+inline constexpr uint8_t entry_flag_nat_csum = 0x08;
 
 static_assert(sizeof(entry_v4) == 64, "an IPv4 conntrack entry is one cache line");
 static_assert(sizeof(entry_v6) == 64, "an IPv6 conntrack entry is one cache line");
@@ -250,10 +259,54 @@ public:
     /// destination port in bits 16-31 (as loaded), the protocol in bits 32-39. Same hash and
     /// same flows as the flow_key members. IPv4 tables only.
     [[nodiscard]] uint64_t hash_raw(uint64_t addrs, uint64_t ports_proto) const noexcept
-        requires(F::family == 4);
-    void prefetch_bucket_hashed(uint64_t h) const noexcept;
-    match<F> lookup_raw(uint64_t addrs, uint64_t ports_proto, uint64_t h, uint64_t now) noexcept
-        requires(F::family == 4);
+        requires(F::family == 4)
+    {
+        // Folded 64x64->128 multiplies (wyhash's "mum"): unlike a plain multiply, they carry
+        // the high bits of a word (where the last bytes of an address land) into the low bits
+        // that pick the bucket. The seed keeps bucket choice private from clients.
+        return fmix64(mum(addrs ^ _seed ^ 0xa0761d6478bd642fULL,
+                          ports_proto ^ std::rotl(_seed, 31) ^ 0xe7037ed1a0b428dbULL));
+    }
+    void prefetch_bucket_hashed(uint64_t h) const noexcept
+    {
+        __builtin_prefetch(&_buckets[h & _mask]);
+    }
+    /// Reads the (loaded) first bucket of `h`, starts loading the entry its first matching
+    /// signature names and returns that slot's reference as a hint for lookup_raw (0: none).
+    [[nodiscard]] uint32_t prefetch_candidate(uint64_t h) const noexcept
+    {
+        const bucket& b = _buckets[h & _mask];
+        const auto sig = static_cast<uint16_t>(h >> 48);
+        for (unsigned s = 0; s < slots_per_bucket; ++s) {
+            if (b.sig[s] == sig && b.ref[s] != 0) {
+                __builtin_prefetch(&_entries[((b.ref[s] & index_ref_mask) - 1) >> 1]);
+                return b.ref[s];
+            }
+        }
+        return 0;
+    }
+    /// The lookup: the hinted entry when it is the key's (one check, no scan), else the full
+    /// probe of both buckets. `hint`: 0 or a reference prefetch_candidate returned (for any
+    /// key: the entry is verified, and one freed since fails the check).
+    match<F> lookup_raw(uint64_t addrs, uint64_t ports_proto, uint64_t h, uint32_t hint,
+                        uint64_t now) noexcept requires(F::family == 4)
+    {
+        if (hint != 0) {
+            const uint32_t r = (hint & index_ref_mask) - 1;
+            entry& e = _entries[r >> 1];
+            const unsigned d = r & 1;
+            const auto* base = reinterpret_cast<const uint8_t*>(&e);
+            uint64_t ea;
+            uint32_t ep;
+            __builtin_memcpy(&ea, base + 8 * d, 8);
+            __builtin_memcpy(&ep, base + 16 + 4 * d, 4);
+            if (ea == addrs && ep == static_cast<uint32_t>(ports_proto) &&
+                e.proto == static_cast<uint8_t>(ports_proto >> 32) && e.st != state::free) {
+                return finish({&e, static_cast<direction>(d)}, now);
+            }
+        }
+        return lookup_raw_scan(addrs, ports_proto, h, now);
+    }
 
     /// Hashes `k` and prefetches its two buckets, for a lookup a few packets later (H3).
     void prefetch(const flow_key& k) const noexcept;
@@ -318,7 +371,24 @@ public:
     [[nodiscard]] double bytes_per_entry() const noexcept;
 
 private:
-    struct bucket;
+    static constexpr unsigned slots_per_bucket = 8;
+    static constexpr uint32_t index_ref_mask = 0x7fffffffu; ///< an index slot's reference bits
+    /// One index bucket: 8 slots of {16-bit signature, 32-bit reference}.
+    struct alignas(64) bucket {
+        uint16_t sig[slots_per_bucket];
+        uint32_t ref[slots_per_bucket];
+        // Keys whose first bucket is this one but which live in their second bucket (this
+        // one was full when they arrived). While it is 0, lookups read one bucket, not two.
+        uint32_t overflow;
+        uint8_t pad[12];
+    };
+    static_assert(sizeof(bucket) == 64);
+    static uint64_t mum(uint64_t a, uint64_t b) noexcept
+    {
+        const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
+        return static_cast<uint64_t>(p) ^ static_cast<uint64_t>(p >> 64);
+    }
+
     struct pool;
     struct free_deleter {
         void operator()(void* p) const noexcept;
@@ -330,7 +400,22 @@ private:
     uint64_t hash(const flow_key& k) const noexcept;
     bool verify(const entry& e, direction d, const flow_key& k) const noexcept;
     match<F> probe(const flow_key& k, uint64_t h) const noexcept;
-    match<F> finish(match<F> m, uint64_t now) noexcept;
+    match<F> lookup_raw_scan(uint64_t addrs, uint64_t ports_proto, uint64_t h,
+                             uint64_t now) noexcept requires(F::family == 4);
+    match<F> finish(match<F> m, uint64_t now) noexcept
+    {
+        ++_c.lookups;
+        if (m.e == nullptr) {
+            return m;
+        }
+        if (m.e->expires < now) [[unlikely]] {
+            expire(*m.e);
+            ++_c.expired;
+            return {};
+        }
+        ++_c.hits;
+        return m;
+    }
     bool place(uint64_t h, uint32_t ref, uint64_t now) noexcept;
     void unplace(uint64_t h, uint32_t ref) noexcept;
     int free_slot(uint64_t b) const noexcept;

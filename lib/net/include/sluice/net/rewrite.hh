@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace sluice::net {
 
@@ -89,6 +90,53 @@ bool nat_rewrite_v4(uint8_t* ip, uint8_t* l4, uint8_t proto, const nat_tuple& t,
 /// would load them), the header is 20 bytes. Same result and same refusals as nat_rewrite_v4.
 bool nat_rewrite_v4_words(uint8_t* ip, uint8_t* l4, uint8_t proto, uint64_t addrs,
                           uint32_t ports) noexcept;
+
+/// The checksum changes of one direction of a full-NAT flow, computed once per flow for the
+/// fast path (native one's-complement sums, folded): `ip` for the IPv4 header (addresses and
+/// the TTL decrement), `l4` for the TCP/UDP checksum (pseudo-header addresses and ports).
+struct nat_v4_delta {
+    uint16_t ip = 0;
+    uint16_t l4 = 0;
+};
+
+/// The delta of rewriting addresses `old_addrs` to `addrs` and ports `old_ports` to `ports`
+/// (the raw words of nat_rewrite_v4_words) with a TTL decrement.
+nat_v4_delta nat_v4_delta_of(uint64_t old_addrs, uint32_t old_ports, uint64_t addrs,
+                             uint32_t ports) noexcept;
+
+/// nat_rewrite_v4_words for a packet whose addresses and ports are those `d` was computed
+/// from: the same bytes, with the checksum arithmetic done once per flow instead of per
+/// packet. The caller has checked the protocol (TCP or UDP) and the TTL (above 1).
+inline void nat_rewrite_v4_delta(uint8_t* ip, uint8_t* l4, uint8_t proto, uint64_t addrs,
+                                 uint32_t ports, nat_v4_delta d) noexcept
+{
+    // RFC 1624 eqn. 3, HC' = ~(~HC + delta), folded twice: ~HC + delta < 2^17, and the sum
+    // is zero only when both are (as in apply_diff, so the results are identical).
+    auto patch = [](uint8_t* at, uint16_t delta, bool udp) noexcept {
+        uint16_t c;
+        std::memcpy(&c, at, 2);
+        if (udp && c == 0) {
+            return; // no checksum stays none
+        }
+        uint32_t s = static_cast<uint32_t>(static_cast<uint16_t>(~c)) + delta;
+        s = (s & 0xffffu) + (s >> 16);
+        s = (s & 0xffffu) + (s >> 16);
+        c = static_cast<uint16_t>(~s);
+        if (udp && c == 0) {
+            c = 0xffff; // 0 means "no checksum" (RFC 768)
+        }
+        std::memcpy(at, &c, 2);
+    };
+    --ip[8];
+    std::memcpy(ip + 12, &addrs, 8);
+    patch(ip + 10, d.ip, false);
+    std::memcpy(l4, &ports, 4);
+    if (proto == 17) {
+        patch(l4 + 6, d.l4, true);
+    } else {
+        patch(l4 + 16, d.l4, false);
+    }
+}
 
 /// The IPv6 counterpart: addresses, ports, hop limit; the L4 checksum updated incrementally
 /// (IPv6 has no header checksum). A UDP checksum of zero (invalid over IPv6 except for
