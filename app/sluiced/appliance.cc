@@ -772,6 +772,9 @@ ctl::api_hooks appliance::make_hooks()
         for (const auto& p : _cfg.ports) {
             v.port_names.push_back(p.name);
         }
+        for (const auto& p : _ports) {
+            v.port_flow_rules.push_back(p.steering.rules);
+        }
         for (unsigned l : _cfg.lcores.workers) {
             v.lcores.emplace_back(l, "worker");
         }

@@ -85,6 +85,7 @@ t_steering_falls_back_to_software() {
   [ "$(grep -c 'port lan: flow steering' "$SLUICED_LOG")" = 1 ] || return 1
   steering_status lan software "rte_flow_validate refused rule 1 of 20" || return 1
   steering_status wan software "no SNAT addresses" || return 1
+  api GET /metrics | grep -x 'sluice_port_flow_rules{port="lan"} 0' || return 1
   ctl status | grep -A1 '^port lan' | grep 'flow steering: software (rte_flow_validate refused'
 }
 check "flow steering on af_packet: the NIC refuses rte_flow; software redirection, reported" \
