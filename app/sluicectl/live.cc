@@ -335,6 +335,13 @@ int run_simple_get(const server_opts& s, const std::string& path)
         for (const auto& p : b["ports"]) {
             std::cout << "port " << p.value("name", "") << ": " << p.value("link", "") << ", "
                       << p.value("device", "") << "\n";
+            if (p.value("flow_steering", "") == "rte_flow") {
+                std::cout << "  flow steering: rte_flow (" << p.value("flow_rules", 0)
+                          << " rules)\n";
+            } else if (p.contains("flow_steering")) {
+                std::cout << "  flow steering: software (" << p.value("flow_steering_reason", "")
+                          << ")\n";
+            }
         }
         return 0;
     }

@@ -89,6 +89,9 @@ result<void> appliance::bring_up()
                    " (modprobe vhost-net), which is missing or not writable; or use kind = "
                    "\"tap\"");
     }
+    // The SNAT port partition the workers use and the steering rules encode (owner_of()).
+    const bool steering = _cfg.l4.flow_steering == config::flow_steering_mode::automatic;
+    _snat_span = glue::snat_port_span(static_cast<uint16_t>(nworkers), steering);
     // Probe every NIC first: pools are per NUMA socket of the ports.
     _ports.resize(_cfg.ports.size());
     for (size_t i = 0; i < _cfg.ports.size(); ++i) {
@@ -170,6 +173,29 @@ result<void> appliance::bring_up()
             } else if (a.is_v6() && c.snat6_count < c.snat6.size()) {
                 c.snat6[c.snat6_count++] = a.bytes;
             }
+        }
+        // Replies to the SNAT ports straight to their owner's queue where the NIC can; the
+        // software rings stay active either way (ICMP errors, unsteered packets).
+        glue::steering_request sr;
+        sr.enabled = steering;
+        sr.queues = p.queues;
+        sr.span = _snat_span;
+        sr.snat = p.snat;
+        rt.steering = glue::setup_steering(rt.nic, sr);
+        if (rt.steering.active) {
+            SLUICE_LOG(INFO, glue,
+                       "port %s: flow steering rte_flow: %zu rules send replies to SNAT ports "
+                       "%u-%u to their worker's queue",
+                       p.name.c_str(), rt.steering.rules, fastpath::snat_port_base,
+                       glue::snat_port_range(static_cast<uint16_t>(p.queues - 1), _snat_span).hi);
+        } else if (steering && p.queues > 1 && !p.snat.empty()) {
+            SLUICE_LOG(NOTICE, glue,
+                       "port %s: flow steering software: replies reach their worker through "
+                       "redirection rings; the NIC took no rules: %s",
+                       p.name.c_str(), rt.steering.reason.c_str());
+        } else {
+            SLUICE_LOG(INFO, glue, "port %s: flow steering software (%s)", p.name.c_str(),
+                       rt.steering.reason.c_str());
         }
         const int socket = socket_of_port(rt.nic);
         for (unsigned w = 0; w < nworkers; ++w) {
@@ -261,7 +287,7 @@ result<void> appliance::create_l4()
         }
         (*l)->worker = w;
         (*l)->workers = nworkers;
-        (*l)->port_span = static_cast<uint16_t>((65536u - fastpath::snat_port_base) / nworkers);
+        (*l)->port_span = _snat_span;
         (*l)->view = _l4view.get();
         (*l)->fib = _fib.get();
         (*l)->neigh = _neigh.get();
@@ -418,6 +444,10 @@ void appliance::close_all() noexcept
             p.exc_up = false;
         }
         if (p.nic_up) {
+            if (p.steering.active) {
+                glue::remove_steering(p.nic);
+                p.steering = {};
+            }
             glue::close_port(p.nic);
             p.nic_up = false;
         }
@@ -742,6 +772,9 @@ ctl::api_hooks appliance::make_hooks()
         for (const auto& p : _cfg.ports) {
             v.port_names.push_back(p.name);
         }
+        for (const auto& p : _ports) {
+            v.port_flow_rules.push_back(p.steering.rules);
+        }
         for (unsigned l : _cfg.lcores.workers) {
             v.lcores.emplace_back(l, "worker");
         }
@@ -808,6 +841,12 @@ ctl::api_hooks appliance::make_hooks()
                                                         : std::string("down")},
                              {"queues", p.queues},
                              {"addresses", addrs}});
+            if (i < _ports.size()) { // how full-NAT replies reach their worker, and why
+                const glue::steering_status& st = _ports[i].steering;
+                ports.back()["flow_steering"] = st.mode();
+                ports.back()["flow_rules"] = st.rules;
+                ports.back()["flow_steering_reason"] = st.reason;
+            }
         }
         j["ports"] = ports;
         std::lock_guard lock(_snap_mu);

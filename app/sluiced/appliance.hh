@@ -21,6 +21,7 @@
 #include "sluice/health/health.hh"
 #include "sluice/l7/engine.hh"
 #include "sluice/l7/reactor.hh"
+#include "sluice/glue/flow_steering.hh"
 #include "sluice/glue/netlink_mirror.hh"
 #include "sluice/net/fib.hh"
 #include "sluice/net/neigh.hh"
@@ -64,6 +65,7 @@ private:
         uint16_t exc = 0;
         bool nic_up = false;
         bool exc_up = false;
+        glue::steering_status steering; ///< how full-NAT replies reach their owner worker
     };
     static int worker_main(void* arg);
     static int slowpath_main(void* arg);
@@ -110,6 +112,7 @@ private:
     std::vector<std::unique_ptr<fastpath::l4_lcore>> _l4;
     std::unique_ptr<rcu::published<fastpath::l4_view>> _l4view;
     fastpath::l4_settings _l4_settings;
+    uint16_t _snat_span = 0; ///< SNAT ports per worker (l4_lcore::port_span, the rules' ranges)
     fastpath::forwarding _l4_default = fastpath::forwarding::fullnat;
     health::detector _detector;                                     // guarded by _snap_mu
     health::table _health;                                          // guarded by _snap_mu

@@ -523,7 +523,7 @@ void check_misc(checker& c, const Setting& root, appliance_config& cfg,
         c.integer(*g, "mempool", "mbufs", cfg.mempool.mbufs, 0, 1ll << 26);
     }
     if (const Setting* g = c.group(root, "", "l4")) {
-        c.check_keys(*g, "l4", {"forwarding", "gue_port", "encap_ttl"});
+        c.check_keys(*g, "l4", {"forwarding", "gue_port", "encap_ttl", "flow_steering"});
         std::string fwd;
         if (c.string(*g, "l4", "forwarding", fwd)) {
             if (fwd == "fullnat" || fwd == "ipip" || fwd == "gue") {
@@ -535,6 +535,17 @@ void check_misc(checker& c, const Setting& root, appliance_config& cfg,
         }
         c.integer(*g, "l4", "gue_port", cfg.l4.gue_port, 1, 65535);
         c.integer(*g, "l4", "encap_ttl", cfg.l4.encap_ttl, 1, 255);
+        std::string steering;
+        if (c.string(*g, "l4", "flow_steering", steering)) {
+            if (steering == "auto") {
+                cfg.l4.flow_steering = flow_steering_mode::automatic;
+            } else if (steering == "off") {
+                cfg.l4.flow_steering = flow_steering_mode::off;
+            } else {
+                c.error((*g)["flow_steering"], "l4.flow_steering",
+                        "\"" + steering + "\" is not one of \"auto\", \"off\"");
+            }
+        }
     }
     if (const Setting* g = c.group(root, "", "l7")) {
         c.check_keys(*g, "l7", {"access_log", "trusted_sources", "max_connections"});

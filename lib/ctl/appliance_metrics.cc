@@ -72,6 +72,15 @@ std::string render_metrics(const appliance_view& v)
                  {{"reason", std::string(stats::drop_name(static_cast<stats::drop>(d)))}},
                  static_cast<double>(t.drops[d]));
     }
+    // A port whose NIC refused the steering rules runs degraded (every reply RSS puts on
+    // another worker costs a ring hop): operators alert on 0 where they expect rules.
+    e.family("sluice_port_flow_rules", "gauge",
+             "rte_flow rules steering full-NAT replies to their worker per NIC port (0: "
+             "software redirection).");
+    for (size_t i = 0; i < v.port_flow_rules.size() && i < v.port_names.size(); ++i) {
+        e.sample("sluice_port_flow_rules", {{"port", v.port_names[i]}},
+                 static_cast<double>(v.port_flow_rules[i]));
+    }
     e.family("sluice_conntrack_entries", "gauge", "Connection-tracking entries per worker lcore.");
     e.family("sluice_snapshot_generation", "gauge", "Generation of the published mesh config.");
     e.sample("sluice_snapshot_generation", {}, static_cast<double>(v.generation));

@@ -62,6 +62,61 @@ t_l4_replies_reach_their_owner() {
   [ "${red:-0}" -gt 0 ]
 }
 check "L4 with two workers: 200 connections complete; replies redirected to their owner" t_l4_replies_reach_their_owner
+
+# rte_flow steering of the replies (l4.flow_steering = "auto", the default): af_packet has no
+# rte_flow, so the lan port (the one with an SNAT address) falls back to the software rings,
+# says so once in the startup log with the driver's refusal, and /v1/status and
+# `sluicectl status` report it. (Rules on a real NIC cannot be tested without one.)
+# steering_status PORT MODE REASON-SUBSTRING: what /v1/status says about PORT.
+steering_status() {
+  local body
+  body=$(api GET /v1/status) || return 1
+  printf '%s\n' "$body" | head -n -1 | python3 -c '
+import json, sys
+port, mode, reason = sys.argv[1:4]
+p = {p["name"]: p for p in json.load(sys.stdin)["ports"]}[port]
+print(port, p["flow_steering"], p["flow_rules"], p["flow_steering_reason"])
+sys.exit(0 if p["flow_steering"] == mode and p["flow_rules"] == 0 and
+         reason in p["flow_steering_reason"] else 1)' "$1" "$2" "$3"
+}
+t_steering_falls_back_to_software() {
+  grep 'port lan: flow steering software: .*rte_flow_validate refused rule 1 of' "$SLUICED_LOG" ||
+    { grep 'flow steering' "$SLUICED_LOG"; return 1; }
+  [ "$(grep -c 'port lan: flow steering' "$SLUICED_LOG")" = 1 ] || return 1
+  steering_status lan software "rte_flow_validate refused rule 1 of 20" || return 1
+  steering_status wan software "no SNAT addresses" || return 1
+  api GET /metrics | grep -x 'sluice_port_flow_rules{port="lan"} 0' || return 1
+  ctl status | grep -A1 '^port lan' | grep 'flow steering: software (rte_flow_validate refused'
+}
+check "flow steering on af_packet: the NIC refuses rte_flow; software redirection, reported" \
+  t_steering_falls_back_to_software
 sluiced_stop
 check "SIGTERM with two workers: exit 0" test $? = 0
+
+# l4.flow_steering = "off": no rule is asked for, both ports report software with that reason,
+# and the rings alone still bring every reply to its owner.
+sed -i 's|flow_steering = "auto";|flow_steering = "off";|' "$conf"
+if grep -q 'flow_steering = "off";' "$conf" && sluiced_start "$conf"; then
+  echo "PASS: sluiced starts with l4.flow_steering = \"off\""
+  E2E_PASSED=$((E2E_PASSED + 1))
+else
+  echo "FAIL: sluiced starts with l4.flow_steering = \"off\""
+  exit 1
+fi
+t_steering_off() {
+  ! grep 'rte_flow_validate' "$SLUICED_LOG" || return 1
+  steering_status lan software 'l4.flow_steering = "off"' || return 1
+  steering_status wan software 'l4.flow_steering = "off"' || return 1
+  local out="$E2E_TMP/mq-off.txt" red
+  in_ns client python3 "$TOOL" tcp 198.18.11.1 7000 100 0 3 >"$out"
+  [ "$(grep -c ' mq$' "$out")" = 100 ] || return 1
+  stats_refresh || return 1
+  red=$(grep '^stats: l4' "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n 's/^redirected_in=//p')
+  echo "redirected_in=$red"
+  [ "${red:-0}" -gt 0 ]
+}
+check "flow_steering off: software reported; 100 connections complete over the rings" \
+  t_steering_off
+sluiced_stop
+check "SIGTERM: exit 0" test $? = 0
 e2e_finish

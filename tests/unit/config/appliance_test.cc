@@ -252,5 +252,31 @@ TEST(ApplianceConfig, SnatAddressesAreForNothingElseAndAtMostEightPerFamily)
                                       "port"));
 }
 
+TEST(ApplianceConfig, FlowSteeringDefaultsToAutoAndTakesOff)
+{
+    auto d = parse_text(k_base);
+    ASSERT_TRUE(d.errors.empty()) << dump(d);
+    EXPECT_EQ(d.config->l4.flow_steering, flow_steering_mode::automatic);
+    auto a = parse_text(k_base + "l4 = { flow_steering = \"auto\"; };\n");
+    ASSERT_TRUE(a.errors.empty()) << dump(a);
+    EXPECT_EQ(a.config->l4.flow_steering, flow_steering_mode::automatic);
+    auto off = parse_text(k_base + "l4 = { flow_steering = \"off\"; };\n");
+    ASSERT_TRUE(off.errors.empty()) << dump(off);
+    EXPECT_EQ(off.config->l4.flow_steering, flow_steering_mode::off);
+}
+
+TEST(ApplianceConfig, BadFlowSteeringNamesFileLineAndValue)
+{
+    // k_base has 9 lines: the l4 group opens on line 10, the bad value is on line 12.
+    auto r = parse_text(k_base + "l4 = {\n  forwarding = \"fullnat\";\n  flow_steering = "
+                                 "\"on\";\n};\n");
+    ASSERT_FALSE(r.config);
+    ASSERT_EQ(r.errors.size(), 1u) << dump(r);
+    EXPECT_EQ(r.errors[0].to_string(),
+              "test.conf:12: l4.flow_steering: \"on\" is not one of \"auto\", \"off\"");
+    auto t = parse_text(k_base + "l4 = { flow_steering = true; };\n");
+    EXPECT_TRUE(has(t, "l4.flow_steering: must be a string")) << dump(t);
+}
+
 } // namespace
 } // namespace sluice::config

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "sluice/ctl/appliance_metrics.hh"
 #include "sluice/ctl/metrics.hh"
 
 namespace sluice::ctl {
@@ -45,6 +46,18 @@ TEST(Metrics, ParserRejectsGarbageWithTheLine)
     auto b = parse_exposition("x +Inf 1700000000000\n");
     ASSERT_TRUE(b.ok());
     EXPECT_TRUE(std::isinf(b->samples[0].value));
+}
+
+TEST(Metrics, FlowRulesPerPort)
+{
+    appliance_view v;
+    v.port_names = {"wan", "lan"};
+    v.port_flow_rules = {0, 20};
+    auto p = parse_exposition(render_metrics(v));
+    ASSERT_TRUE(p.ok()) << p.err().to_string();
+    EXPECT_EQ(p->types.at("sluice_port_flow_rules"), "gauge");
+    EXPECT_EQ(p->find("sluice_port_flow_rules", {{"port", "wan"}}), 0.0);
+    EXPECT_EQ(p->find("sluice_port_flow_rules", {{"port", "lan"}}), 20.0);
 }
 
 } // namespace

@@ -83,11 +83,18 @@ struct mempool_conf {
     uint32_t mbufs = 0; ///< at least this many per socket; 0: sized from ports and rings
 };
 
+/// How full-NAT replies reach the worker that owns their flow on multi-queue ports.
+enum class flow_steering_mode : uint8_t {
+    automatic, ///< "auto": rte_flow rules where the NIC takes them, else software rings
+    off,       ///< "off": software rings only (no rule is ever installed)
+};
+
 /// The L4 fast path's defaults.
 struct l4_conf {
     std::string forwarding = "fullnat"; ///< for services without sluice.io/forwarding
     uint16_t gue_port = 6080;           ///< GUE destination port on the backends
     uint8_t encap_ttl = 64;             ///< outer TTL / hop limit of IPIP and GUE
+    flow_steering_mode flow_steering = flow_steering_mode::automatic;
 };
 
 /// The L7 engine (the slow-path lcore's HTTP proxy).

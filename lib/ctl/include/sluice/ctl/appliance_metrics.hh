@@ -17,7 +17,8 @@
 namespace sluice::ctl {
 
 struct appliance_view {
-    std::vector<std::string> port_names;                  ///< index = counters port index
+    std::vector<std::string> port_names; ///< index = counters port index
+    std::vector<size_t> port_flow_rules; ///< rte_flow steering rules per port (0: software)
     std::vector<std::pair<unsigned, std::string>> lcores; ///< lcore id, role
     const stats::registry* counters = nullptr;
     uint64_t generation = 0;

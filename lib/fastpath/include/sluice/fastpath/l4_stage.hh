@@ -21,9 +21,12 @@
 /// arrives before its first, or on another lcore, is dropped and counted (l4_fragment).
 ///
 /// SNAT ports and lcores: worker w of W owns SNAT ports [1024 + w*S, 1024 + (w+1)*S) with
-/// S = 64512 / W on every SNAT address, so the owner of a reply is known from its destination
-/// port alone. A reply that RSS delivered to another lcore is handed to its owner through a
-/// software ring (the vdev path; on NICs an rte_flow rule per range can steer it directly).
+/// S = port_span on every SNAT address, so the owner of a reply is known from its destination
+/// port alone. S is 64512 / W, or up to 1/16 less with rte_flow steering so that the ranges
+/// split into few (value, mask) blocks (glue::snat_port_span); ports above W*S are never used.
+/// A reply that RSS delivered to another lcore is handed to its owner through a software ring
+/// (the vdev path, and the safety net on NICs, where rte_flow rules on the ranges steer
+/// replies to their owner's queue: glue/flow_steering.hh).
 
 #include <array>
 #include <cstdint>
@@ -112,7 +115,7 @@ struct l4_lcore {
     conntrack::table_v6 ct6;
     uint16_t worker = 0;        ///< this worker's index
     uint16_t workers = 1;       ///< number of workers (SNAT port ranges)
-    uint16_t port_span = 64512; ///< SNAT ports per worker
+    uint16_t port_span = 64512; ///< SNAT ports per worker (glue::snat_port_span)
     uint16_t port_cursor = 0;   ///< next SNAT port offset to try
     const rcu::published<l4_view>* view = nullptr;
     const rcu::published<net::fwd_table>* fib = nullptr;
