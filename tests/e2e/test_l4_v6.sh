@@ -85,7 +85,12 @@ t_exception_path_ping() {
 # doing DAD on their link-local address then: the kernel sends no neighbour solicitation
 # while it is tentative, and the endpoints stayed unresolved for a second or two.)
 t_first_datagram_answered() {
-  sleep 0.05 # the client's neighbour entry (made by the ping) reaches the mirror (10 ms)
+  # Known limitation, not IPv6's own (IPv4/ARP has it too): the kernel creates a client's
+  # neighbour entry when the client's first NS (or ARP request) arrives, but the netlink
+  # mirror is read only every 10 ms (appliance.cc, netlink_poll_interval_us), so the first
+  # reply to a client that has just appeared is dropped (l4_no_neighbour). The ping above made
+  # the client's entry; let the mirror take it before the datagram.
+  sleep 0.05
   local out
   out=$(in_ns client python3 "$TOOL" udpconn $VIP 7001 1 0.5)
   echo "$out"
