@@ -1,5 +1,6 @@
 #include "sluice/glue/kernel.hh"
 
+#include <fcntl.h>
 #include <net/if.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -125,6 +126,30 @@ result<unsigned> ifindex(const std::string& name)
         return err("no kernel interface named \"" + name + "\"");
     }
     return i;
+}
+
+result<void> skip_ipv6_dad(const std::string& name)
+{
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+        return err("interface name \"" + name + "\" cannot name a sysctl");
+    }
+    const std::string path = "/proc/sys/net/ipv6/conf/" + name + "/accept_dad";
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return ok(); // no IPv6 on this interface (or in this kernel): nothing to detect
+        }
+        return err("interface " + name + ": cannot turn IPv6 DAD off: " + path + ": " +
+                   std::strerror(errno));
+    }
+    const ssize_t n = ::write(fd, "0\n", 2);
+    const int e = errno;
+    ::close(fd);
+    if (n != 2) {
+        return err("interface " + name + ": cannot turn IPv6 DAD off: " + path + ": " +
+                   std::strerror(e));
+    }
+    return ok();
 }
 
 result<void> configure_interface(const std::string& name, uint16_t mtu,

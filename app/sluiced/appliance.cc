@@ -149,6 +149,11 @@ result<void> appliance::bring_up()
             return err("port " + p.name + ": exception interface: " + exc.err().message);
         }
         rt.exc = *exc;
+        // Before the interface comes up (configure_and_start): its link-local address is
+        // usable at once, so the kernel's neighbour solicitations leave from the start.
+        if (auto r = glue::skip_ipv6_dad(p.name); !r) {
+            SLUICE_LOG(WARNING, glue, "port %s: %s", p.name.c_str(), r.err().message.c_str());
+        }
         if (auto r = glue::configure_and_start(rt.exc, p.name + " (exception)", 1, 1, 1024, 1024,
                                                p.mtu, mp);
             !r) {

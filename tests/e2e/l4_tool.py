@@ -20,7 +20,16 @@
       Opens COUNT connections, records who answered each, then waits until HOLD_FILE exists
       (bounded by TIMEOUT), sends a line on every connection and checks the answer comes from
       the same backend. Prints "held N ok M".
+  bulk VIP PORT NBYTES TIMEOUT
+      One connection to a `serve` backend: NBYTES random bytes, hex-encoded in lines, go up
+      while the echoed lines come back (sent and received at once, so neither side's buffers
+      fill); prints "NAME sent N received M sha256 ok|MISMATCH" (or "ERROR reason").
+  udpconn VIP PORT COUNT TIMEOUT
+      COUNT datagrams, each from a connected UDP socket of its own, so an ICMP error about it
+      (port unreachable) is reported to the socket: "SPORT NAME" or "SPORT ERROR reason"
+      (ConnectionRefusedError for a port unreachable).
 """
+import hashlib
 import os
 import select
 import socket
@@ -217,6 +226,80 @@ def hold(vip, port, count, hold_file, timeout):
     print("held", len(conns), "ok", ok, flush=True)
 
 
+def bulk(vip, port, nbytes, timeout):
+    fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+    data = os.urandom(nbytes)
+    line_bytes = 512  # 1024 hex characters per line
+    out = b"".join(data[i:i + line_bytes].hex().encode() + b"\n"
+                   for i in range(0, nbytes, line_bytes))
+    deadline = time.time() + timeout
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((vip, port))
+        s.setblocking(False)
+        sent = 0
+        inbuf = b""
+        got = []
+        name = None
+        received = 0
+        while time.time() < deadline and received < nbytes:
+            wl = [s] if sent < len(out) else []
+            r, w, _ = select.select([s], wl, [], 0.2)
+            if w:
+                try:
+                    sent += s.send(out[sent:sent + 65536])
+                except BlockingIOError:
+                    pass
+            if r:
+                try:
+                    chunk = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                inbuf += chunk
+                lines = inbuf.split(b"\n")
+                inbuf = lines.pop()
+                for ln in lines:
+                    parts = ln.decode().split()
+                    if name is None:  # the greeting: "NAME ADDR"
+                        name = parts[0]
+                        continue
+                    if len(parts) != 2 or parts[0] != name:
+                        print("ERROR unexpected line from", name, flush=True)
+                        return
+                    b = bytes.fromhex(parts[1])
+                    got.append(b)
+                    received += len(b)
+        echoed = b"".join(got)
+        same = hashlib.sha256(echoed).digest() == hashlib.sha256(data).digest()
+        print(name, "sent", sent * line_bytes // (2 * line_bytes + 1), "received", received,
+              "sha256", "ok" if same else "MISMATCH", flush=True)
+    except (OSError, ValueError) as e:
+        print("ERROR", type(e).__name__, flush=True)
+    finally:
+        s.close()
+
+
+def udpconn(vip, port, count, timeout):
+    fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+    for _ in range(count):
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        s.settimeout(timeout)
+        sp = 0
+        try:
+            s.connect((vip, port))
+            sp = s.getsockname()[1]
+            s.send(b"who")
+            data = s.recv(256)
+            print(sp, data.decode().split()[0], flush=True)
+        except OSError as e:
+            print(sp, "ERROR " + type(e).__name__, flush=True)
+        finally:
+            s.close()
+
+
 def main():
     cmd = sys.argv[1]
     a = sys.argv[2:]
@@ -230,6 +313,10 @@ def main():
         dsr(a[0], a[1], a[2], int(a[3]), float(a[4]))
     elif cmd == "hold":
         hold(a[0], int(a[1]), int(a[2]), a[3], float(a[4]))
+    elif cmd == "bulk":
+        bulk(a[0], int(a[1]), int(a[2]), float(a[3]))
+    elif cmd == "udpconn":
+        udpconn(a[0], int(a[1]), int(a[2]), float(a[3]))
     else:
         sys.exit("unknown command " + cmd)
 

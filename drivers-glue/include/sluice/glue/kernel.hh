@@ -14,6 +14,14 @@ namespace sluice::glue {
 /// The ifindex of a kernel interface, or an error naming it.
 result<unsigned> ifindex(const std::string& name);
 
+/// Turns IPv6 duplicate address detection off on an exception interface (its
+/// net.ipv6.conf.NAME.accept_dad = 0), before it comes up. The interface carries the port's
+/// own MAC, so its link-local address cannot be anyone else's; while that address is
+/// tentative the kernel sends no neighbour solicitation at all (it needs a usable link-local
+/// source), so endpoints and clients would stay unresolved for a second or two after start.
+/// Succeeds without doing anything when the kernel has no IPv6 for it.
+result<void> skip_ipv6_dad(const std::string& name);
+
 /// Sets MTU and brings the interface up, then installs its addresses (IPv6 without DAD).
 result<void> configure_interface(const std::string& name, uint16_t mtu,
                                  const std::vector<net::prefix>& addresses);
