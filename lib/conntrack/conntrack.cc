@@ -8,10 +8,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include "sluice/base/hash.hh"
 
 namespace sluice::conntrack {
@@ -274,24 +270,6 @@ inline uint16_t signature(uint64_t h) noexcept
 inline uint64_t bucket_2(uint64_t h, uint64_t mask) noexcept
 {
     return alternate(bucket_1(h, mask), signature(h), mask);
-}
-
-/// Bit 2s set when slot s of the 8 signatures at `sigs` equals `sig` (SSE2: one compare):
-/// iterate with slot = ctz(m) / 2, m &= m - 1.
-inline uint32_t sig_matches(const uint16_t* sigs, uint16_t sig) noexcept
-{
-#if defined(__SSE2__)
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sigs));
-    return static_cast<uint32_t>(
-               _mm_movemask_epi8(_mm_cmpeq_epi16(v, _mm_set1_epi16(static_cast<short>(sig))))) &
-           0x5555u;
-#else
-    uint32_t m = 0;
-    for (unsigned s = 0; s < 8; ++s) {
-        m |= sigs[s] == sig ? 1u << (2 * s) : 0;
-    }
-    return m;
-#endif
 }
 
 inline uint32_t make_ref(uint32_t index, direction d) noexcept

@@ -37,6 +37,10 @@
 #include <memory>
 #include <span>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "sluice/base/hash.hh"
 #include "sluice/base/result.hh"
 
@@ -276,11 +280,12 @@ public:
     [[nodiscard]] uint32_t prefetch_candidate(uint64_t h) const noexcept
     {
         const bucket& b = _buckets[h & _mask];
-        const auto sig = static_cast<uint16_t>(h >> 48);
-        for (unsigned s = 0; s < slots_per_bucket; ++s) {
-            if (b.sig[s] == sig && b.ref[s] != 0) {
-                __builtin_prefetch(&_entries[((b.ref[s] & index_ref_mask) - 1) >> 1]);
-                return b.ref[s];
+        for (uint32_t m = sig_matches(b.sig, static_cast<uint16_t>(h >> 48)); m != 0;
+             m &= m - 1) {
+            const uint32_t ref = b.ref[__builtin_ctz(m) >> 1];
+            if (ref != 0) {
+                __builtin_prefetch(&_entries[((ref & index_ref_mask) - 1) >> 1]);
+                return ref;
             }
         }
         return 0;
@@ -383,6 +388,24 @@ private:
         uint8_t pad[12];
     };
     static_assert(sizeof(bucket) == 64);
+
+    /// Bit 2s set when slot s of the 8 signatures at `sigs` equals `sig` (SSE2: one compare);
+    /// iterate with slot = ctz(m) / 2, m &= m - 1.
+    static uint32_t sig_matches(const uint16_t* sigs, uint16_t sig) noexcept
+    {
+#if defined(__SSE2__)
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sigs));
+        return static_cast<uint32_t>(_mm_movemask_epi8(
+                   _mm_cmpeq_epi16(v, _mm_set1_epi16(static_cast<short>(sig))))) &
+               0x5555u;
+#else
+        uint32_t m = 0;
+        for (unsigned s = 0; s < slots_per_bucket; ++s) {
+            m |= sigs[s] == sig ? 1u << (2 * s) : 0;
+        }
+        return m;
+#endif
+    }
     static uint64_t mum(uint64_t a, uint64_t b) noexcept
     {
         const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
