@@ -215,6 +215,15 @@ void request_resolve(l4_lcore& l, stats::lcore_counters& c, uint16_t port, const
     }
 }
 
+/// The next-hop cache slot of an IPv4 destination (its 4 bytes as loaded): a multiplicative
+/// hash, the top bits of the product (they depend on every bit of the address; the low bits
+/// would not see its last byte).
+inline uint32_t nexthop_slot_v4(uint32_t dst) noexcept
+{
+    static_assert(std::tuple_size_v<decltype(l4_lcore::nexthops)> == 512);
+    return static_cast<uint32_t>((uint64_t{dst} * 0x9e3779b97f4a7c15ULL) >> 55);
+}
+
 /// The next hop toward `dst`: egress port index and destination MAC. Returns a drop reason
 /// (drop::count when resolved).
 drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8_t* dst,
@@ -231,7 +240,7 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
         uint32_t a;
         std::memcpy(&a, dst, 4);
         w[0] = a;
-        slot = rte_hash_crc_4byte(a, 4);
+        slot = nexthop_slot_v4(a);
     } else {
         std::memcpy(w, dst, 16);
         slot = rte_hash_crc_8byte(w[1], rte_hash_crc_8byte(w[0], 6));
@@ -1187,12 +1196,13 @@ namespace {
                                                uint64_t now, uint16_t& port,
                                                const net::mac_addr*& mac) noexcept
 {
-    const nexthop_entry& ce = l.nexthops[rte_hash_crc_4byte(dst, 4) & (l.nexthops.size() - 1)];
+    const nexthop_entry& ce = l.nexthops[nexthop_slot_v4(dst) & (l.nexthops.size() - 1)];
     uint64_t cw[2];
     std::memcpy(cw, ce.dst.data(), 16);
-    if (cw[0] == dst && cw[1] == 0 && ce.family == 4 && l.burst_fib != nullptr &&
-        l.burst_neigh != nullptr && ce.fib_generation == l.burst_fib->generation() &&
-        ce.neigh_generation == l.burst_neigh->generation()) {
+    // burst_fib_gen/burst_neigh_gen: the generations of this burst's tables, UINT64_MAX
+    // (never an entry's) when a table is missing.
+    if (cw[0] == dst && cw[1] == 0 && ce.family == 4 && ce.fib_generation == l.burst_fib_gen &&
+        ce.neigh_generation == l.burst_neigh_gen) {
         port = ce.port;
         mac = &ce.mac;
         return drop::count;
@@ -1250,6 +1260,8 @@ uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
     }
     l.burst_fib = l.fib != nullptr ? l.fib->load() : nullptr; // P1: once per burst
     l.burst_neigh = l.neigh != nullptr ? l.neigh->load() : nullptr;
+    l.burst_fib_gen = l.burst_fib != nullptr ? l.burst_fib->generation() : UINT64_MAX;
+    l.burst_neigh_gen = l.burst_neigh != nullptr ? l.burst_neigh->generation() : UINT64_MAX;
     auto& c = *w.counters;
     const uint64_t now = rte_rdtsc();
     uint64_t hits[2] = {0, 0};

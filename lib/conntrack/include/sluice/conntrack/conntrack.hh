@@ -265,11 +265,11 @@ public:
     [[nodiscard]] uint64_t hash_raw(uint64_t addrs, uint64_t ports_proto) const noexcept
         requires(F::family == 4)
     {
-        // Folded 64x64->128 multiplies (wyhash's "mum"): unlike a plain multiply, they carry
-        // the high bits of a word (where the last bytes of an address land) into the low bits
-        // that pick the bucket. The seed keeps bucket choice private from clients.
-        return fmix64(mum(addrs ^ _seed ^ 0xa0761d6478bd642fULL,
-                          ports_proto ^ std::rotl(_seed, 31) ^ 0xe7037ed1a0b428dbULL));
+        // A folded 64x64->128 multiply (wyhash's "mum", also its finalizer): the high half
+        // carries every bit of both words (where the last bytes of an address land) into the
+        // low bits that pick the bucket. The seed keeps bucket choice private from clients.
+        return mum(addrs ^ _seed ^ 0xa0761d6478bd642fULL,
+                   ports_proto ^ std::rotl(_seed, 31) ^ 0xe7037ed1a0b428dbULL);
     }
     void prefetch_bucket_hashed(uint64_t h) const noexcept
     {
@@ -280,8 +280,7 @@ public:
     [[nodiscard]] uint32_t prefetch_candidate(uint64_t h) const noexcept
     {
         const bucket& b = _buckets[h & _mask];
-        for (uint32_t m = sig_matches(b.sig, static_cast<uint16_t>(h >> 48)); m != 0;
-             m &= m - 1) {
+        for (uint32_t m = sig_matches(b.sig, static_cast<uint16_t>(h >> 48)); m != 0; m &= m - 1) {
             const uint32_t ref = b.ref[__builtin_ctz(m) >> 1];
             if (ref != 0) {
                 __builtin_prefetch(&_entries[((ref & index_ref_mask) - 1) >> 1]);
@@ -395,8 +394,8 @@ private:
     {
 #if defined(__SSE2__)
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sigs));
-        return static_cast<uint32_t>(_mm_movemask_epi8(
-                   _mm_cmpeq_epi16(v, _mm_set1_epi16(static_cast<short>(sig))))) &
+        return static_cast<uint32_t>(
+                   _mm_movemask_epi8(_mm_cmpeq_epi16(v, _mm_set1_epi16(static_cast<short>(sig))))) &
                0x5555u;
 #else
         uint32_t m = 0;
@@ -418,7 +417,10 @@ private:
     };
 
     table() = default;
-    static constexpr size_t idx(state s) noexcept { return static_cast<size_t>(s); }
+    static constexpr size_t idx(state s) noexcept
+    {
+        return static_cast<size_t>(s);
+    }
 
     uint64_t hash(const flow_key& k) const noexcept;
     bool verify(const entry& e, direction d, const flow_key& k) const noexcept;

@@ -125,6 +125,8 @@ struct l4_lcore {
     /// bursts: the worker passes a quiescent state between them).
     const net::fwd_table* burst_fib = nullptr;
     const net::neigh_table* burst_neigh = nullptr;
+    uint64_t burst_fib_gen = UINT64_MAX; ///< their generations (fast path; MAX: no table)
+    uint64_t burst_neigh_gen = UINT64_MAX;
     stats::lcore_counters* counters = nullptr; ///< the worker's (for the conntrack expiry hook)
     rte_ring* signals = nullptr;               ///< to the control thread (SP/SC)
     rte_ring* resolve = nullptr;               ///< to the control thread (SP/SC)
