@@ -1,6 +1,7 @@
 // The L4 stage: conntrack, backend choice, full-NAT / IPIP / GUE, next hop. See l4_stage.hh.
 #include "sluice/fastpath/l4_stage.hh"
 
+#include <algorithm>
 #include <cstring>
 
 #include <rte_byteorder.h>
@@ -1214,25 +1215,18 @@ namespace {
 
 } // namespace
 
-uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
-                      std::span<l4_decision> out) noexcept
+void l4_fast_begin(const worker_ctx& w, fast_burst& b) noexcept
 {
-    const auto n = static_cast<uint16_t>(pkts.size() < burst_size ? pkts.size() : burst_size);
-    uint32_t slow = n == 32 ? UINT32_MAX : (1u << n) - 1;
+    static_assert(fast_burst_max == burst_size);
+    b.k = 0;
     if (w.l4 == nullptr || !w.l4->fast_path) {
-        return slow;
+        return;
     }
-    l4_lcore& l = *w.l4;
-    auto& ct = l.ct4;
-    uint8_t* ip[burst_size];
-    uint64_t addrs[burst_size];
-    uint64_t ports[burst_size];
-    uint64_t hash[burst_size];
-    uint8_t at[burst_size];
-    unsigned k = 0;
+    const auto& ct = w.l4->ct4;
     // Pass 1: the header checks, the raw key and its hash; start loading the bucket (H3).
-    for (uint16_t i = 0; i < n; ++i) {
-        uint8_t* h = fast_eligible(pkts[i]);
+    unsigned k = 0;
+    for (uint16_t i = 0; i < b.n; ++i) {
+        uint8_t* h = fast_eligible(b.pkts[i]);
         if (h == nullptr) {
             continue;
         }
@@ -1242,17 +1236,42 @@ uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
         std::memcpy(&a0, h + 12, 4);
         std::memcpy(&a1, h + 16, 4);
         std::memcpy(&pp, h + 20, 4);
-        ip[k] = h;
-        addrs[k] = a0 | (uint64_t{a1} << 32);
-        ports[k] = pp | (uint64_t{h[9]} << 32);
-        hash[k] = ct.hash_raw(addrs[k], ports[k]);
-        ct.prefetch_bucket_hashed(hash[k]);
-        at[k] = static_cast<uint8_t>(i);
+        b.ip[k] = h;
+        b.addrs[k] = a0 | (uint64_t{a1} << 32);
+        b.ports[k] = pp | (uint64_t{h[9]} << 32);
+        b.hash[k] = ct.hash_raw(b.addrs[k], b.ports[k]);
+        ct.prefetch_bucket_hashed(b.hash[k]);
+        b.at[k] = static_cast<uint8_t>(i);
         ++k;
     }
+    b.k = static_cast<uint8_t>(k);
+}
+
+uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
+                      std::span<l4_decision> out) noexcept
+{
+    fast_burst b;
+    b.n = static_cast<uint16_t>(pkts.size() < burst_size ? pkts.size() : burst_size);
+    std::copy_n(pkts.begin(), b.n, b.pkts);
+    l4_fast_begin(w, b);
+    return l4_fast_finish(w, b, out);
+}
+
+uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decision> out) noexcept
+{
+    const uint16_t n = b.n;
+    uint32_t slow = n == 32 ? UINT32_MAX : (1u << n) - 1;
+    const unsigned k = b.k;
     if (k == 0) {
         return slow;
     }
+    l4_lcore& l = *w.l4;
+    auto& ct = l.ct4;
+    uint8_t* const* ip = b.ip;
+    const uint64_t* addrs = b.addrs;
+    const uint64_t* ports = b.ports;
+    const uint64_t* hash = b.hash;
+    const uint8_t* at = b.at;
     // Pass 2: with the buckets loaded, start loading the candidate entries.
     uint32_t hint[burst_size];
     for (unsigned j = 0; j < k; ++j) {

@@ -34,15 +34,14 @@ void tx_burst(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t 
     }
 }
 
-/// The fast path, then classify and the L4 stage for what it left, then dispatch (H2) in
-/// arrival order: one burst from port `p` (or redirected to this worker by another, then `p`
-/// is only where unclaimed frames go to the kernel).
-void process(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n,
-             bool redirected) noexcept
+/// Classify and the L4 stage for the packets the fast path left (`slow`: bit i for packet i;
+/// `d` holds the fast path's decisions for the others), then dispatch (H2) in arrival order:
+/// one burst from port `p` (or redirected to this worker by another, then `p` is only where
+/// unclaimed frames go to the kernel).
+void finish(const worker_ctx& w, const port_ctx& p, rte_mbuf* const* pkts, uint16_t n,
+            uint32_t slow, l4_decision* d, bool redirected) noexcept
 {
     auto& c = *w.counters;
-    l4_decision d[burst_size];
-    const uint32_t slow = l4_fast_path(w, std::span<rte_mbuf* const>(pkts, n), std::span(d, n));
     if (slow != 0) {
         // The packets the fast path left, compacted: parse, then the whole L4 stage.
         rte_mbuf* sp[burst_size];
@@ -119,13 +118,31 @@ void process(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n
     }
 }
 
-unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
+/// The whole pipeline for one burst at once (the fast path's two halves back to back).
+void process(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n,
+             bool redirected) noexcept
 {
-    rte_mbuf* pkts[burst_size];
-    const uint16_t n = rte_eth_rx_burst(p.nic, w.queue, pkts, burst_size);
-    if (n == 0) {
-        return 0;
+    l4_decision d[burst_size];
+    const uint32_t slow = l4_fast_path(w, std::span<rte_mbuf* const>(pkts, n), std::span(d, n));
+    finish(w, p, pkts, n, slow, d, redirected);
+}
+
+/// The rest of the waiting burst of the pipeline (see fast_burst), if any.
+void flush_pending(const worker_ctx& w) noexcept
+{
+    l4_lcore& l = *w.l4;
+    if (l.pending < 0) {
+        return;
     }
+    fast_burst& b = l.bursts[static_cast<size_t>(l.pending)];
+    l.pending = -1;
+    l4_decision d[burst_size];
+    const uint32_t slow = l4_fast_finish(w, b, std::span(d, b.n));
+    finish(w, w.ports[b.in_port], b.pkts, b.n, slow, d, false);
+}
+
+void count_rx(const worker_ctx& w, const port_ctx& p, rte_mbuf* const* pkts, uint16_t n) noexcept
+{
     auto& pc = w.counters->port[p.index];
     uint64_t bytes = 0;
     for (uint16_t i = 0; i < n; ++i) {
@@ -133,7 +150,34 @@ unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
     }
     pc.rx_packets.add(n);
     pc.rx_bytes.add(bytes);
-    process(w, p, pkts, n, false);
+}
+
+unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
+{
+    if (w.l4 == nullptr) {
+        rte_mbuf* pkts[burst_size];
+        const uint16_t n = rte_eth_rx_burst(p.nic, w.queue, pkts, burst_size);
+        if (n != 0) {
+            count_rx(w, p, pkts, n);
+            process(w, p, pkts, n, false);
+        }
+        return n;
+    }
+    // Pipelined: receive into the free slot, start it (first pass: bucket prefetches), then
+    // finish the waiting burst, whose buckets loaded meanwhile; the new one waits in turn.
+    l4_lcore& l = *w.l4;
+    const size_t slot = l.pending == 0 ? 1 : 0;
+    fast_burst& b = l.bursts[slot];
+    const uint16_t n = rte_eth_rx_burst(p.nic, w.queue, b.pkts, burst_size);
+    if (n == 0) {
+        return 0;
+    }
+    count_rx(w, p, b.pkts, n);
+    b.n = n;
+    b.in_port = p.index;
+    l4_fast_begin(w, b);
+    flush_pending(w);
+    l.pending = static_cast<int>(slot);
     return n;
 }
 
@@ -180,12 +224,26 @@ unsigned drain_inject(const worker_ctx& w, const port_ctx& p) noexcept
 unsigned worker_poll(const worker_ctx& w) noexcept
 {
     unsigned work = 0;
+    unsigned received = 0;
     for (const auto& p : w.ports) {
-        work += poll_rx(w, p);
+        received += poll_rx(w, p);
         work += drain_inject(w, p);
     }
     work += drain_redirects(w);
-    return work;
+    // A burst waits at most one loop: when nothing new came in, it is finished now (at low
+    // rates the pipeline adds no latency).
+    if (received == 0 && w.l4 != nullptr && w.l4->pending >= 0) {
+        flush_pending(w);
+        ++work;
+    }
+    return work + received;
+}
+
+void worker_flush(const worker_ctx& w) noexcept
+{
+    if (w.l4 != nullptr) {
+        flush_pending(w);
+    }
 }
 
 void worker_loop(const worker_ctx& w) noexcept
@@ -211,6 +269,7 @@ void worker_loop(const worker_ctx& w) noexcept
             w.qsbr->online(w.reader_id);
         }
     }
+    worker_flush(w); // nothing left waiting in the pipeline
 }
 
 } // namespace sluice::fastpath

@@ -109,6 +109,25 @@ struct nexthop_entry {
     uint8_t family = 0;
 };
 
+inline constexpr uint16_t fast_burst_max = 32; ///< = burst_size (worker.hh)
+
+/// A burst between the fast path's first pass (header checks, hashes, bucket prefetches) and
+/// the rest. Workers pipeline bursts: the first pass of a new burst runs before the rest of
+/// the previous one, so the previous burst's buckets load while its successor is received (a
+/// PMD's receive loop waits on memory too, and leaves the miss slots idle). Holds no pointer
+/// into RCU-published data (it may cross a quiescent state), only the mbufs and raw keys.
+struct fast_burst {
+    rte_mbuf* pkts[fast_burst_max];
+    uint16_t n = 0;       ///< packets
+    uint16_t in_port = 0; ///< index of the port they arrived on
+    uint8_t k = 0;        ///< candidates for the fast path (first pass)
+    uint8_t at[fast_burst_max];
+    uint8_t* ip[fast_burst_max];
+    uint64_t addrs[fast_burst_max];
+    uint64_t ports[fast_burst_max];
+    uint64_t hash[fast_burst_max];
+};
+
 /// One worker's L4 state. Owned and written only by its lcore once launched.
 struct l4_lcore {
     conntrack::table_v4 ct4;
@@ -136,6 +155,9 @@ struct l4_lcore {
     uint64_t last_age = 0; ///< TSC of the last aging batch
     /// Off: every packet takes classify and the full stage (tests compare the two paths).
     bool fast_path = true;
+    /// The worker's burst pipeline (see fast_burst): `bursts[pending]` waits for its rest.
+    std::array<fast_burst, 2> bursts{};
+    int pending = -1;        ///< index of the waiting burst, -1: none
     uint64_t fast_taken = 0; ///< packets l4_fast_path finished
     /// Endpoints with a failure reported and no success since (direct-mapped by id): a
     /// success is signalled only for them, so a healthy flood of SYN-ACKs costs no ring
@@ -187,8 +209,11 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
 /// packet i) of the others, which go through classify_stage and l4_stage as before.
 /// An established flow's packets do not look for their listener: a flow outlives its VIP
 /// (removed from the config) and drains until it closes or times out, like a removed endpoint.
+/// l4_fast_path is l4_fast_begin then l4_fast_finish; `b.pkts` and `b.n` set by the caller.
 uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
                       std::span<l4_decision> out) noexcept;
+void l4_fast_begin(const worker_ctx& w, fast_burst& b) noexcept;
+uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decision> out) noexcept;
 
 /// Housekeeping once per loop: ages a budget of conntrack entries.
 void l4_housekeeping(const worker_ctx& w, uint64_t now) noexcept;

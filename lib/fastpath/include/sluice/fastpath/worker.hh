@@ -70,6 +70,10 @@ void worker_loop(const worker_ctx& w) noexcept;
 /// worker_loop and by tests that step the pipeline.
 unsigned worker_poll(const worker_ctx& w) noexcept;
 
+/// Finishes the burst the pipeline holds, if any (worker_poll finishes it by itself on the
+/// next poll that receives nothing; worker_loop calls this before it returns).
+void worker_flush(const worker_ctx& w) noexcept;
+
 /// One pass of the slow path's exception I/O; returns the packets it moved.
 unsigned slowpath_poll(const slowpath_ctx& s) noexcept;
 
