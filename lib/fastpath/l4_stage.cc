@@ -1262,6 +1262,9 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     const uint16_t n = b.n;
     uint32_t slow = n == 32 ? UINT32_MAX : (1u << n) - 1;
     const unsigned k = b.k;
+    b.tx_port = -1;
+    unsigned sent = 0;
+    uint16_t same_port = UINT16_MAX; // the one tx port so far; UINT16_MAX - 1: several
     if (k == 0) {
         return slow;
     }
@@ -1325,7 +1328,11 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         std::memcpy(eth, mac->bytes.data(), 6);
         std::memcpy(eth + 6, w.ports[port].mac.data(), 6);
         out[at[j]] = {l4_verdict::tx, port, drop::count};
+        ++sent;
+        same_port = same_port == port || same_port == UINT16_MAX ? port : UINT16_MAX - 1;
     }
+    // The common case: the whole burst leaves by one port (dispatch is one tx burst).
+    b.tx_port = slow == 0 && sent == n && same_port < UINT16_MAX - 1 ? same_port : -1;
     l.fast_taken += hits[0] + hits[1];
     if (hits[0] != 0) {
         c.count(l4_event::flow_hits, hits[0]);

@@ -138,6 +138,10 @@ void flush_pending(const worker_ctx& w) noexcept
     l.pending = -1;
     l4_decision d[burst_size];
     const uint32_t slow = l4_fast_finish(w, b, std::span(d, b.n));
+    if (b.tx_port >= 0) {
+        tx_burst(w, w.ports[static_cast<size_t>(b.tx_port)], b.pkts, b.n); // all one way
+        return;
+    }
     finish(w, w.ports[b.in_port], b.pkts, b.n, slow, d, false);
 }
 

@@ -121,6 +121,7 @@ struct fast_burst {
     uint16_t n = 0;       ///< packets
     uint16_t in_port = 0; ///< index of the port they arrived on
     uint8_t k = 0;        ///< candidates for the fast path (first pass)
+    int tx_port = -1;     ///< after the rest: every packet leaves by this port (-1: not so)
     uint8_t at[fast_burst_max];
     uint8_t* ip[fast_burst_max];
     uint64_t addrs[fast_burst_max];
