@@ -165,6 +165,13 @@ result<void> appliance::bring_up()
             close_all();
             return r;
         }
+        // The kernel answers ARP/ND for the SNAT addresses (an SNAT address on the backends'
+        // subnet works); it never uses them as a source (kernel.hh). Fixed at start, like
+        // the config file they come from; they go away with the interface.
+        if (auto r = glue::add_snat_addresses(p.name, p.snat); !r) {
+            close_all();
+            return r;
+        }
         auto& c = _ctx[i];
         c.nic = rt.nic;
         c.exc = rt.exc;

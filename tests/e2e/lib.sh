@@ -6,7 +6,9 @@
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../../scripts/topology.sh
 source "$E2E_ROOT/scripts/topology.sh"
-SLUICED="$E2E_ROOT/build/app/sluiced/sluiced"
+# SLUICED_BIN runs another sluiced binary (e.g. an older build, to show that a test fails
+# without a fix).
+SLUICED="${SLUICED_BIN:-$E2E_ROOT/build/app/sluiced/sluiced}"
 E2E_PREFIX="sle2e$$r$RANDOM"
 E2E_TMP=$(mktemp -d /tmp/sluice-e2e.XXXXXX)
 E2E_PASSED=0
