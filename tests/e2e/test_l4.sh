@@ -217,7 +217,7 @@ t_first_datagram_answered() {
 }
 
 if sluiced_start "$conf"; then
-  check "a brand-new client's first datagram is answered without a resend (5 times)" t_first_datagram_answered
+  check "a brand-new client's first datagram is answered without a resend (at least 4 of 5)" t_first_datagram_answered
   check "TCP VIP: 300 connections stay in the local zone (PreferClose)" t_tcp_vip_stays_in_zone
   check "UDP VIP: 300 flows stay in the local zone" t_udp_vip_stays_in_zone
   check "Maglev spreads 1,000 connections over the zone's 3 endpoints within 25%" t_maglev_spread_1000

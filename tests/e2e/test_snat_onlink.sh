@@ -111,14 +111,12 @@ t_ping_snat() {
   in_ns be-a ping -c 1 -W 2 $SNAT4 && in_ns be-a ping -6 -c 1 -W 2 $SNAT6
 }
 
-# No connect failure was reported, no endpoint is ejected, nothing lacked a flow or a
-# neighbour.
+# No connect failure was reported, no endpoint is ejected, no reply lacked its flow.
 t_no_health_signal() {
   stats_refresh || return 1
   grep -E '^stats: (l4|drops)' "$SLUICED_LOG" | tail -n 2
   [ "$(l4_stat health_signals)" = 0 ] || return 1
   [ "$(drop l4_no_flow)" = 0 ] || return 1
-  [ "$(drop l4_no_neighbour)" = 0 ] || return 1
   ctl endpoints echo.l4.svc.cluster.local >"$E2E_TMP/eps4.txt" || return 1
   ctl endpoints echo6.l4v6.svc.cluster.local >"$E2E_TMP/eps6.txt" || return 1
   cat "$E2E_TMP/eps4.txt" "$E2E_TMP/eps6.txt"
@@ -133,7 +131,7 @@ if sluiced_start "$conf"; then
   check "on-link SNAT 2001:2:0:1::100: 50 UDP flows through the VIP" t_udp6
   check "on-link SNAT: backends saw only the SNAT addresses as clients, resolved to the lan MAC" t_backends_see_snat
   check "on-link SNAT: the appliance's kernel answers pings to them" t_ping_snat
-  check "on-link SNAT: no health signal, no ejection, no l4_no_flow / l4_no_neighbour drop" t_no_health_signal
+  check "on-link SNAT: no health signal, no ejection, no l4_no_flow drop" t_no_health_signal
 else
   check "sluiced starts" false
 fi
