@@ -195,6 +195,58 @@ result<void> configure_interface(const std::string& name, uint16_t mtu,
     return ok();
 }
 
+result<void> add_snat_addresses(const std::string& name, const std::vector<net::ip_addr>& snat)
+{
+    if (snat.empty()) {
+        return ok();
+    }
+    auto idx = ifindex(name);
+    if (!idx) {
+        return idx.err();
+    }
+    auto sock = nl_socket::open(0, false);
+    if (!sock) {
+        return sock.err();
+    }
+    // Host addresses rather than proxy ARP/NDP entries: proxy entries are answered only with
+    // forwarding on (and IPv6 proxy_ndp), which would turn the appliance's kernel into a
+    // router; and a kernel that owns the address also answers the backends' unicast
+    // reachability probes (NUD) and pings to it. What must not follow from owning them:
+    // - the kernel choosing one as a source: IPv4 selects sources among addresses of scope
+    //   link or wider (inet_select_addr), so scope host keeps them out, even on a port with no
+    //   other IPv4 address; IPv6 avoids deprecated addresses (RFC 6724 rule 3), and a preferred
+    //   lifetime of 0 deprecates them;
+    // - routes: noprefixroute (IPv6 would add a /128 route, which the netlink mirror would
+    //   copy into the fast path's table); only the local-table route that makes them local;
+    // - the kernel answering their TCP/UDP: the workers take all of it before the exception
+    //   path (l4_stage.cc, own_snat), so only ICMP echo, ARP and ND reach the kernel.
+    for (const auto& a : snat) {
+        ifaddrmsg ifa{};
+        ifa.ifa_family = a.is_v4() ? AF_INET : AF_INET6;
+        ifa.ifa_prefixlen = static_cast<uint8_t>(a.bits());
+        ifa.ifa_scope = a.is_v4() ? RT_SCOPE_HOST : RT_SCOPE_UNIVERSE;
+        ifa.ifa_index = *idx;
+        nl_msg m(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, &ifa, sizeof(ifa));
+        const size_t alen = a.is_v4() ? 4 : 16;
+        m.attr(IFA_LOCAL, a.bytes.data(), alen);
+        m.attr(IFA_ADDRESS, a.bytes.data(), alen);
+        uint32_t flags = IFA_F_NOPREFIXROUTE;
+        if (a.is_v6()) {
+            flags |= IFA_F_NODAD;
+            ifa_cacheinfo ci{};
+            ci.ifa_prefered = 0;        // deprecated at once: never a source
+            ci.ifa_valid = 0xffffffffU; // INFINITY_LIFE_TIME: never expires
+            m.attr(IFA_CACHEINFO, &ci, sizeof(ci));
+        }
+        m.attr_u32(IFA_FLAGS, flags);
+        if (auto r = sock->request(m); !r) {
+            return err("interface " + name + ": cannot add SNAT address " + a.to_string() + ": " +
+                       r.err().message);
+        }
+    }
+    return ok();
+}
+
 result<void> install_route(const config::route_conf& r, const std::string& ifname)
 {
     auto idx = ifindex(ifname);

@@ -9,6 +9,8 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 
+#include <rte_cycles.h>
+
 #include "sluice/glue/log.hh"
 
 namespace sluice::glue {
@@ -268,20 +270,26 @@ result<void> netlink_mirror::sync()
 bool netlink_mirror::rebuild(bool force)
 {
     bool published = false;
-    if (force || _state.neighbours_dirty()) {
+    uint64_t now = rte_rdtsc();
+    if (force || (_state.neighbours_dirty() && _neigh_pacer.ready(now))) {
         const auto neigh = _state.neighbours();
         _neigh_out.publish(net::neigh_table::build(neigh));
         ++_neigh_tables;
         published = true;
+        const uint64_t end = rte_rdtsc();
+        _neigh_pacer.built(now, end);
+        now = end;
+        _state.clear_neighbours_dirty();
     }
-    if (force || _state.routes_dirty()) {
+    if (force || (_state.routes_dirty() && _route_pacer.ready(now))) {
         const auto routes = _state.routes();
         auto t = net::fwd_table::build(routes, _socket_id);
+        _route_pacer.built(now, rte_rdtsc());
+        _state.clear_routes_dirty();
         if (!t) {
             // Keep the previous table and try again on the next change.
             SLUICE_LOG(ERR, glue, "route table rebuild failed: %s", t.err().message.c_str());
-            _state.clear_dirty();
-            return false;
+            return published;
         }
         _routes_out.publish(std::move(*t));
         ++_route_tables;
@@ -289,8 +297,19 @@ bool netlink_mirror::rebuild(bool force)
         SLUICE_LOG(DEBUG, glue, "route table %lu: %zu routes",
                    static_cast<unsigned long>(_route_tables), routes.size());
     }
-    _state.clear_dirty();
     return published;
+}
+
+uint64_t netlink_mirror::publish_due() const noexcept
+{
+    uint64_t due = UINT64_MAX;
+    if (_state.neighbours_dirty()) {
+        due = std::min(due, _neigh_pacer.next());
+    }
+    if (_state.routes_dirty()) {
+        due = std::min(due, _route_pacer.next());
+    }
+    return due;
 }
 
 bool netlink_mirror::poll()
@@ -298,10 +317,13 @@ bool netlink_mirror::poll()
     _routes_out.reclaim();
     _neigh_out.reclaim();
     alignas(nlmsghdr) static thread_local uint8_t buf[1 << 16];
-    // Bounded: at most 64 reads per poll so the slow path keeps moving packets.
+    // Bounded: at most 64 reads per poll so the slow path keeps moving packets; backlog()
+    // tells the caller to come back (an edge-triggered epoll would not say so again).
+    _backlog = true;
     for (int i = 0; i < 64; ++i) {
         const long n = _sock.receive(buf);
         if (n == 0) {
+            _backlog = false;
             break;
         }
         if (n < 0) {
@@ -311,6 +333,7 @@ bool netlink_mirror::poll()
                 _resync = true;
                 continue;
             }
+            _backlog = false;
             break;
         }
         _state.apply(std::span<const uint8_t>(buf, static_cast<size_t>(n)));

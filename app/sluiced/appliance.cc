@@ -36,7 +36,17 @@ health::duration steady_now()
 static_assert(config::max_ports <= stats::max_ports, "counters must cover every port");
 
 constexpr unsigned ring_size = 1024;
+// The netlink mirror is read as soon as its socket is readable (the reactor's epoll says so,
+// in the epoll_wait the slow path makes every loop anyway: no extra syscall); this timer is
+// only the safety net (RCU reclaim of old tables, a missed edge).
 constexpr auto netlink_poll_interval_us = 10000;
+
+/// Notes that the netlink mirror's socket became readable (edge-triggered: once per burst
+/// of events; the loop then polls the mirror until it reports no backlog).
+struct netlink_wakeup final : l7::io_handler {
+    bool readable = true; // poll once at start: events may be queued already
+    void on_io(uint32_t /*events*/) noexcept override { readable = true; }
+};
 
 struct slowpath_arg {
     fastpath::slowpath_ctx ctx;
@@ -162,6 +172,13 @@ result<void> appliance::bring_up()
         }
         rt.exc_up = true;
         if (auto r = glue::configure_interface(p.name, p.mtu, p.addresses); !r) {
+            close_all();
+            return r;
+        }
+        // The kernel answers ARP/ND for the SNAT addresses (an SNAT address on the backends'
+        // subnet works); it never uses them as a source (kernel.hh). Fixed at start, like
+        // the config file they come from; they go away with the interface.
+        if (auto r = glue::add_snat_addresses(p.name, p.snat); !r) {
             close_all();
             return r;
         }
@@ -347,6 +364,13 @@ int appliance::slowpath_main(void* arg)
     const uint64_t nl_interval = hz / (1000000 / netlink_poll_interval_us);
     uint64_t next_nl = 0;
     unsigned idle = 0;
+    netlink_wakeup nl_wake;
+    const bool nl_epoll = a->reactor->add(a->mirror->fd(), &nl_wake, EPOLLIN).ok();
+    if (!nl_epoll) {
+        SLUICE_LOG(WARNING, glue,
+                   "netlink mirror: not in the reactor's epoll set; read every %d us only",
+                   netlink_poll_interval_us);
+    }
     while (!a->stop->load(std::memory_order_acquire)) {
         unsigned moved = fastpath::slowpath_poll(a->ctx);
         // The L7 engine shares the lcore: a new config between polls, then whatever the
@@ -359,8 +383,13 @@ int appliance::slowpath_main(void* arg)
         moved += static_cast<unsigned>(a->reactor->poll(0));
         a->ctx.counters->loops.add(1);
         const uint64_t now = rte_rdtsc();
-        if (now >= next_nl) {
-            a->mirror->poll();
+        if (nl_wake.readable || now >= next_nl ||
+            (a->mirror->deferred() && now >= a->mirror->publish_due())) {
+            nl_wake.readable = false;
+            if (a->mirror->poll()) {
+                moved += 1; // a published table: keep the loop awake for what follows
+            }
+            nl_wake.readable = a->mirror->backlog();
             next_nl = now + nl_interval;
         }
         if (moved != 0) {
@@ -371,6 +400,9 @@ int appliance::slowpath_main(void* arg)
         if (a->idle_sleep_us != 0 && ++idle >= 256) {
             rte_delay_us_sleep(a->idle_sleep_us);
         }
+    }
+    if (nl_epoll) {
+        a->reactor->remove(a->mirror->fd());
     }
     delete a;
     return 0;

@@ -301,6 +301,35 @@ void check_lcores(checker& c, const Setting& root, appliance_config& cfg,
     (void)eal_setting;
 }
 
+/// What makes `a` unusable as a host address on one of port `p`'s subnets ("the broadcast
+/// address of 198.19.1.0/24"), or "" when nothing does. IPv4: the network and broadcast
+/// addresses of subnets up to /30; IPv6: the subnet-router anycast address (RFC 4291 2.6.1)
+/// of subnets up to /126.
+std::string special_on_subnet(const port_conf& p, const net::ip_addr& a)
+{
+    for (const net::prefix& pa : p.addresses) {
+        if (pa.addr.family != a.family || !pa.contains(a) || pa.len + 2 > a.bits()) {
+            continue;
+        }
+        const net::prefix net = pa.network();
+        if (net.addr == a) {
+            return std::string(a.is_v4() ? "the network address"
+                                         : "the subnet-router anycast address") +
+                   " of " + net.to_string() + " (port " + p.name + ")";
+        }
+        if (a.is_v4()) {
+            net::ip_addr bcast = net.addr;
+            for (unsigned bit = pa.len; bit < 32; ++bit) {
+                bcast.bytes[bit / 8] |= static_cast<uint8_t>(0x80U >> (bit % 8));
+            }
+            if (bcast == a) {
+                return "the broadcast address of " + net.to_string() + " (port " + p.name + ")";
+            }
+        }
+    }
+    return {};
+}
+
 void check_ports(checker& c, const Setting& root, appliance_config& cfg)
 {
     const Setting* list = c.seq(root, "", "ports", true);
@@ -397,6 +426,13 @@ void check_ports(checker& c, const Setting& root, appliance_config& cfg)
                     c.error(*s, sp,
                             "SNAT address " + a->to_string() + " is already used by " + it->second +
                                 "; SNAT addresses must be used for nothing else");
+                    continue;
+                }
+                // The SNAT addresses become host addresses of the port's kernel interface (so
+                // the kernel answers ARP/ND for them): an on-link one must be a unicast host
+                // address of its subnet, not the subnet's own address or its broadcast.
+                if (const std::string what = special_on_subnet(p, *a); !what.empty()) {
+                    c.error(*s, sp, "SNAT address " + a->to_string() + " is " + what);
                     continue;
                 }
                 if (++(a->is_v4() ? n4 : n6) > snat_per_family) {

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Real L4 clients and servers for the e2e tests (stdlib only).
 
-  serve NAME ADDR TCPPORT UDPPORT LIFETIME
+  serve NAME ADDR TCPPORT UDPPORT LIFETIME [PEERS_FILE]
       A backend that reports who answered: every TCP connection gets "NAME ADDR\\n", then
       each line the client sends comes back prefixed with NAME; every UDP datagram is
-      answered with "NAME ADDR". Exits after LIFETIME seconds.
+      answered with "NAME ADDR". Exits after LIFETIME seconds. With PEERS_FILE, appends
+      "tcp PEER" or "udp PEER" to it for each connection or datagram (who the backend saw as
+      the client: the SNAT address under full-NAT).
   tcp VIP PORT COUNT SPORT_BASE TIMEOUT [GAP]
       COUNT connections from source ports SPORT_BASE.. (0: kernel's choice), one at a time,
       GAP seconds apart;
@@ -38,8 +40,9 @@ import threading
 import time
 
 
-def serve(name, addr, tcp_port, udp_port, lifetime):
+def serve(name, addr, tcp_port, udp_port, lifetime, peers_file=None):
     deadline = time.time() + lifetime
+    peers = open(peers_file, "a", buffering=1) if peers_file else None
     fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
     ts = socket.socket(fam, socket.SOCK_STREAM)
     ts.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -55,7 +58,9 @@ def serve(name, addr, tcp_port, udp_port, lifetime):
         for s in r:
             if s is ts:
                 try:
-                    c, _ = ts.accept()
+                    c, peer = ts.accept()
+                    if peers:
+                        peers.write("tcp %s\n" % peer[0])
                     c.sendall(ident)
                     conns[c] = b""
                 except OSError:
@@ -63,6 +68,8 @@ def serve(name, addr, tcp_port, udp_port, lifetime):
             elif s is us:
                 try:
                     data, peer = us.recvfrom(2048)
+                    if peers:
+                        peers.write("udp %s\n" % peer[0])
                     us.sendto(ident.strip(), peer)
                 except OSError:
                     pass
@@ -304,7 +311,7 @@ def main():
     cmd = sys.argv[1]
     a = sys.argv[2:]
     if cmd == "serve":
-        serve(a[0], a[1], int(a[2]), int(a[3]), float(a[4]))
+        serve(a[0], a[1], int(a[2]), int(a[3]), float(a[4]), a[5] if len(a) > 5 else None)
     elif cmd == "tcp":
         tcp(a[0], int(a[1]), int(a[2]), int(a[3]), float(a[4]), float(a[5]) if len(a) > 5 else 0)
     elif cmd == "udp":

@@ -252,6 +252,29 @@ TEST(ApplianceConfig, SnatAddressesAreForNothingElseAndAtMostEightPerFamily)
                                       "port"));
 }
 
+// SNAT addresses become host addresses of the port's kernel interface (ARP/ND for on-link
+// ones): a subnet's own address or broadcast cannot be one; any other host of it can.
+TEST(ApplianceConfig, OnLinkSnatAddressesMustBeHostAddressesOfTheSubnet)
+{
+    const auto with_snat = [](const std::string& list) {
+        std::string t = k_base;
+        t.replace(t.find("\"198.19.255.1\""), 14, list);
+        return t;
+    };
+    auto onlink = parse_text(with_snat("\"198.19.1.100\", \"2001:db8::100\""));
+    ASSERT_TRUE(onlink.errors.empty()) << dump(onlink);
+    EXPECT_EQ(onlink.config->ports[1].snat.size(), 2U);
+    EXPECT_TRUE(has(parse_text(with_snat("\"198.19.1.255\"")),
+                    "ports[1].snat[0]: SNAT address 198.19.1.255 is the broadcast address of "
+                    "198.19.1.0/24 (port lan)"));
+    EXPECT_TRUE(has(parse_text(with_snat("\"198.19.1.0\"")),
+                    "ports[1].snat[0]: SNAT address 198.19.1.0 is the network address of "
+                    "198.19.1.0/24 (port lan)"));
+    EXPECT_TRUE(has(parse_text(with_snat("\"198.19.1.7\", \"2001:db8::\"")),
+                    "ports[1].snat[1]: SNAT address 2001:db8:: is the subnet-router anycast "
+                    "address of 2001:db8::/64 (port lan)"));
+}
+
 TEST(ApplianceConfig, FlowSteeringDefaultsToAutoAndTakesOff)
 {
     auto d = parse_text(k_base);

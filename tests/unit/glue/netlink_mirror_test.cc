@@ -178,3 +178,24 @@ TEST_F(MirrorState, BufferOfSeveralMessagesAndTruncatedOnes)
 
 } // namespace
 } // namespace sluice::glue
+
+namespace sluice::glue {
+namespace {
+
+// The mirror publishes a change at once after a quiet spell, and under a stream of changes
+// spaces its rebuilds by 4x the last one's cost (at most a fifth of the slow-path lcore).
+TEST(PublishPacer, FirstChangeAtOnceThenSpacedByTheBuildCost)
+{
+    publish_pacer p;
+    EXPECT_TRUE(p.ready(0));
+    p.built(1000, 1100); // took 100
+    EXPECT_EQ(p.next(), 1100U + publish_pacer::gap_factor * 100);
+    EXPECT_FALSE(p.ready(1100));
+    EXPECT_FALSE(p.ready(1499));
+    EXPECT_TRUE(p.ready(1500));
+    p.built(5000, 5000); // too fast to measure: no wait
+    EXPECT_TRUE(p.ready(5000));
+}
+
+} // namespace
+} // namespace sluice::glue

@@ -26,6 +26,16 @@ result<void> skip_ipv6_dad(const std::string& name);
 result<void> configure_interface(const std::string& name, uint16_t mtu,
                                  const std::vector<net::prefix>& addresses);
 
+/// Adds a port's SNAT addresses to its exception interface as host addresses, so that the
+/// kernel answers ARP (IPv4) and neighbour discovery (IPv6) for them: an SNAT address inside
+/// the backends' subnet is then reachable (the LVS/DPVS "local address" setup). IPv4: /32,
+/// scope host, noprefixroute; IPv6: /128, nodad, noprefixroute, preferred lifetime 0
+/// (deprecated). Neither is ever chosen by the kernel as a source of its own traffic (IPv4
+/// source selection skips scope-host addresses, IPv6's avoids deprecated ones), and neither
+/// adds a route. The kernel never sees their TCP/UDP: the workers consume it (replies of
+/// their flows, or dropped as l4_no_flow). Control path (start-up).
+result<void> add_snat_addresses(const std::string& name, const std::vector<net::ip_addr>& snat);
+
 /// Installs (or replaces) a route in the main table through the named interface.
 result<void> install_route(const config::route_conf& r, const std::string& ifname);
 

@@ -7,7 +7,11 @@
 /// the L2/L3 control plane (DESIGN.md §1); the fast path only reads its mirror.
 ///
 /// mirror_state is pure (unit-tested with forged netlink messages); netlink_mirror owns the
-/// socket and runs on the slow-path lcore: poll() never blocks.
+/// socket and runs on the slow-path lcore: poll() never blocks. The slow path polls it as soon
+/// as the socket is readable (its fd is in the L7 reactor's epoll set, which the lcore polls
+/// every loop anyway), so a neighbour the kernel has just learnt (a new client's ARP request
+/// or neighbour solicitation) reaches the workers within microseconds, not at the next timer
+/// tick; a publish_pacer bounds how much of the lcore rebuilds may take under churn.
 
 #include <cstdint>
 #include <map>
@@ -42,6 +46,8 @@ public:
     [[nodiscard]] bool routes_dirty() const noexcept { return _routes_dirty; }
     [[nodiscard]] bool neighbours_dirty() const noexcept { return _neigh_dirty; }
     void clear_dirty() noexcept { _routes_dirty = _neigh_dirty = false; }
+    void clear_routes_dirty() noexcept { _routes_dirty = false; }
+    void clear_neighbours_dirty() noexcept { _neigh_dirty = false; }
     /// Forgets everything (before a full resync after an overrun).
     void clear();
 
@@ -65,6 +71,28 @@ private:
     bool _neigh_dirty = false;
 };
 
+/// Paces the rebuilds of one table: after a build that took D, the next may start only
+/// `gap_factor` x D after it ended, so rebuilds take at most 1 / (1 + gap_factor) of the
+/// lcore however fast the kernel's events come, while a change after a quiet spell is
+/// published at once. Times in any monotonic unit (TSC cycles in sluiced). Pure.
+class publish_pacer {
+public:
+    static constexpr uint64_t gap_factor = 4;
+
+    /// A rebuild may start at `now`.
+    [[nodiscard]] bool ready(uint64_t now) const noexcept { return now >= _next; }
+    /// The earliest time a rebuild may start.
+    [[nodiscard]] uint64_t next() const noexcept { return _next; }
+    /// A rebuild ran from `start` to `end`.
+    void built(uint64_t start, uint64_t end) noexcept
+    {
+        _next = end + gap_factor * (end > start ? end - start : 0);
+    }
+
+private:
+    uint64_t _next = 0;
+};
+
 class netlink_mirror {
 public:
     /// Opens the event socket. `routes` and `neighbours` receive each new table;
@@ -75,9 +103,18 @@ public:
 
     /// Dumps routes and neighbours and publishes a table. Blocking; start-up and resync.
     result<void> sync();
-    /// Drains queued events; rebuilds and publishes what changed. Never blocks (but for a
-    /// resync after the kernel dropped events). Returns true when it published a table.
+    /// Drains queued events (at most 64 reads); rebuilds and publishes what changed, unless
+    /// its pacer defers it (publish_due() then says when). Never blocks (but for a resync
+    /// after the kernel dropped events). Returns true when it published a table.
     bool poll();
+    /// The socket may hold more events than the last poll() read (it stopped at its bound):
+    /// poll again without waiting for the socket to become readable again.
+    [[nodiscard]] bool backlog() const noexcept { return _backlog; }
+    /// A change waits for its pacer: poll() again at publish_due() (TSC cycles).
+    [[nodiscard]] bool deferred() const noexcept { return _state.dirty(); }
+    [[nodiscard]] uint64_t publish_due() const noexcept;
+    /// The event socket, for an epoll set (EPOLLIN: events are queued).
+    [[nodiscard]] int fd() const noexcept { return _sock.fd(); }
 
     [[nodiscard]] uint64_t route_tables_published() const noexcept { return _route_tables; }
     [[nodiscard]] uint64_t neighbour_tables_published() const noexcept { return _neigh_tables; }
@@ -101,7 +138,10 @@ private:
     int _socket_id;
     uint64_t _route_tables = 0;
     uint64_t _neigh_tables = 0;
+    publish_pacer _route_pacer;
+    publish_pacer _neigh_pacer;
     bool _resync = false;
+    bool _backlog = false;
 };
 
 } // namespace sluice::glue
