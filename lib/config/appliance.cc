@@ -308,7 +308,8 @@ void check_lcores(checker& c, const Setting& root, appliance_config& cfg,
 std::string special_on_subnet(const port_conf& p, const net::ip_addr& a)
 {
     for (const net::prefix& pa : p.addresses) {
-        if (pa.addr.family != a.family || !pa.contains(a) || pa.len + 2 > a.bits()) {
+        if (pa.addr.family != a.family || !pa.contains(a) ||
+            static_cast<unsigned>(pa.len) + 2 > a.bits()) {
             continue;
         }
         const net::prefix net = pa.network();
