@@ -355,6 +355,79 @@ void clamp(const pkt& p, stats::lcore_counters& c, uint16_t limit) noexcept
     }
 }
 
+/// A packet too big for its egress port (`next_mtu`: the largest IP packet that fits there,
+/// encapsulation deducted) becomes, in place, the ICMP error that tells its sender (path MTU
+/// discovery, RFC 1191 / RFC 8201): "fragmentation needed" (IPv4 with DF) or "packet too
+/// big" (IPv6), from the packet's destination (the VIP, or the SNAT address for a backend's
+/// reply), quoting its IP header and 8 bytes, sent back by the port it came in by. It is
+/// smaller than the packet it answers (no amplification). IPv4 without DF, or with options or
+/// extension headers, is dropped as l4_too_big: the appliance does not fragment.
+l4_decision answer_too_big(const worker_ctx& w, rte_mbuf* m, uint8_t l2_len, uint8_t* l3,
+                           uint8_t family, uint16_t l3_len, uint16_t in_port,
+                           uint32_t next_mtu) noexcept
+{
+    const unsigned ip_len = family == 4 ? 20u : 40u;
+    const bool df = family == 6 || (l3[6] & 0x40) != 0;
+    if (!df || l3_len != ip_len || in_port >= w.ports.size()) {
+        return dropped(drop::l4_too_big);
+    }
+    const unsigned quote = ip_len + 8;
+    const unsigned msg = 8 + quote;
+    uint8_t q[48];
+    std::memcpy(q, l3, quote);
+    uint8_t* eth = l3 - l2_len;
+    uint8_t mac[6];
+    std::memcpy(mac, eth + 6, 6);
+    std::memcpy(eth, mac, 6);
+    std::memcpy(eth + 6, w.ports[in_port].mac.data(), 6);
+    const unsigned alen = family == 4 ? 4 : 16;
+    uint8_t* src = l3 + (family == 4 ? 12 : 8);
+    uint8_t* dst = src + alen;
+    std::memcpy(src, q + (family == 4 ? 16 : 24), alen); // from the packet's destination
+    std::memcpy(dst, q + (family == 4 ? 12 : 8), alen);  // to its source
+    uint8_t* icmp = l3 + ip_len;
+    std::memset(icmp, 0, 8);
+    if (family == 4) {
+        l3[0] = 0x45;
+        l3[1] = 0;
+        l3[2] = static_cast<uint8_t>((ip_len + msg) >> 8);
+        l3[3] = static_cast<uint8_t>(ip_len + msg);
+        std::memset(l3 + 4, 0, 4); // ID 0, no DF: an ICMP error is never fragmented anyway
+        l3[8] = 64;
+        l3[9] = proto_icmp;
+        icmp[0] = 3; // destination unreachable
+        icmp[1] = 4; // fragmentation needed and DF set
+        const uint32_t mtu = next_mtu > 0xffff ? 0xffff : next_mtu;
+        icmp[6] = static_cast<uint8_t>(mtu >> 8);
+        icmp[7] = static_cast<uint8_t>(mtu);
+    } else {
+        l3[0] = 0x60;
+        l3[1] = 0;
+        l3[2] = 0;
+        l3[3] = 0;
+        l3[4] = static_cast<uint8_t>(msg >> 8);
+        l3[5] = static_cast<uint8_t>(msg);
+        l3[6] = proto_icmp6;
+        l3[7] = 64;
+        icmp[0] = 2; // packet too big
+        icmp[4] = static_cast<uint8_t>(next_mtu >> 24);
+        icmp[5] = static_cast<uint8_t>(next_mtu >> 16);
+        icmp[6] = static_cast<uint8_t>(next_mtu >> 8);
+        icmp[7] = static_cast<uint8_t>(next_mtu);
+    }
+    std::memcpy(icmp + 8, q, quote);
+    if (family == 4) {
+        net::ipv4_set_checksum(l3);
+    }
+    net::l4_set_checksum(family, family == 4 ? proto_icmp : proto_icmp6, src, dst, icmp, msg);
+    const uint32_t keep = l2_len + ip_len + msg;
+    if (rte_pktmbuf_pkt_len(m) > keep) {
+        rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - keep));
+    }
+    w.counters->count(l4_event::icmp_too_big);
+    return {l4_verdict::tx, in_port, drop::count};
+}
+
 /// Full-NAT rewrite of `p` to `t`, then L2 toward `t.dst`.
 template <typename F>
 l4_decision nat_out(const worker_ctx& w, const pkt& p, const net::nat_tuple& t, uint64_t now,
@@ -371,6 +444,10 @@ l4_decision nat_out(const worker_ctx& w, const pkt& p, const net::nat_tuple& t, 
         return dropped(drop::l4_no_route);
     }
     const port_ctx& out = w.ports[port];
+    if (p.fi->ip_total > out.mtu) {
+        return answer_too_big(w, p.m, p.fi->l2_len, p.l3, F::family, p.fi->l3_len, p.in_port,
+                              out.mtu);
+    }
     const bool ok = F::family == 4 ? net::nat_rewrite_v4(p.l3, p.l4, p.proto, t, true)
                                    : net::nat_rewrite_v6(p.l3, p.l4, p.proto, t, true);
     if (!ok) {
@@ -412,7 +489,8 @@ l4_decision encap_out(const worker_ctx& w, const pkt& p, forwarding fwd, const l
     clamp(p, c, mss_limit(out.mtu, p.family, outer));
     const uint32_t inner_len = p.fi->ip_total;
     if (inner_len + outer > out.mtu) {
-        return dropped(drop::l4_too_big);
+        return answer_too_big(w, p.m, p.fi->l2_len, p.l3, p.family, p.fi->l3_len, p.in_port,
+                              out.mtu > outer ? static_cast<uint32_t>(out.mtu - outer) : 0);
     }
     rte_mbuf* m = p.m;
     const uint32_t keep = p.fi->l2_len + inner_len;
@@ -1247,10 +1325,11 @@ void l4_fast_begin(const worker_ctx& w, fast_burst& b) noexcept
     b.k = static_cast<uint8_t>(k);
 }
 
-uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
+uint32_t l4_fast_path(const worker_ctx& w, uint16_t in_port, std::span<rte_mbuf* const> pkts,
                       std::span<l4_decision> out) noexcept
 {
     fast_burst b;
+    b.in_port = in_port;
     b.n = static_cast<uint16_t>(pkts.size() < burst_size ? pkts.size() : burst_size);
     std::copy_n(pkts.begin(), b.n, b.pkts);
     l4_fast_begin(w, b);
@@ -1319,6 +1398,12 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         }
         if (port >= w.ports.size()) {
             out[at[j]] = dropped(drop::l4_no_route);
+            continue;
+        }
+        if (const uint16_t total = rte_be_to_cpu_16(ld16(ip[j] + 2)); total > w.ports[port].mtu)
+            [[unlikely]] {
+            out[at[j]] =
+                answer_too_big(w, b.pkts[at[j]], 14, ip[j], 4, 20, b.in_port, w.ports[port].mtu);
             continue;
         }
         const unsigned ci = fwd ? 0 : 2;

@@ -123,7 +123,8 @@ void process(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n
              bool redirected) noexcept
 {
     l4_decision d[burst_size];
-    const uint32_t slow = l4_fast_path(w, std::span<rte_mbuf* const>(pkts, n), std::span(d, n));
+    const uint32_t slow =
+        l4_fast_path(w, p.index, std::span<rte_mbuf* const>(pkts, n), std::span(d, n));
     finish(w, p, pkts, n, slow, d, redirected);
 }
 

@@ -1682,6 +1682,73 @@ TEST_F(L4, DsrFinThenSynIsANewConnection)
     EXPECT_EQ(flow_state(client, 42100, vip_ipip, 7100), state::tcp_syn_sent);
 }
 
+// ------------------------------------------------------------------------ 11: path MTU
+
+/// The ICMPv4 "fragmentation needed" the appliance answers `orig` (an IPv4 packet) with:
+/// from orig's destination to its source, quoting its header and 8 bytes.
+bytes frag_needed(const bytes& orig, uint16_t mtu)
+{
+    bytes icmp(8, 0);
+    icmp[0] = 3;
+    icmp[1] = 4;
+    put16(icmp, 6, mtu);
+    icmp.insert(icmp.end(), orig.begin(), orig.begin() + 28);
+    return ip4(icmp_p, icmp, rd_ip(orig, 16, 4), rd_ip(orig, 12, 4), {.ttl = 64, .id = 0});
+}
+
+TEST_F(L4, PacketsOverTheEgressMtuAreAnsweredWithFragmentationNeeded)
+{
+    _ports[1].mtu = 1200; // the lan side is narrower than the client side
+    const auto* ep = pick(view(), client, vip, 5400, 7001, udp_p);
+    ASSERT_NE(ep, nullptr);
+    const net::ip_addr b = addr_of(*ep);
+    const bytes big = ip4(udp_p, udpdgram(5400, 7001, 1300 - 28), client, vip, {.frag = 0x4000});
+    golden("a new flow's first datagram over the lan MTU, DF set", 0, from_client(big), 0,
+           to_client(frag_needed(big, 1200)),
+           {{}, {{l4_event::new_flows, 1}, {l4_event::icmp_too_big, 1}}});
+    // The flow exists: the next big one takes the fast path, with the same answer.
+    const uint64_t fast_before = _l4->fast_taken;
+    golden("an established flow's datagram over the lan MTU", 0, from_client(big), 0,
+           to_client(frag_needed(big, 1200)),
+           {{}, {{l4_event::flow_hits, 1}, {l4_event::icmp_too_big, 1}}});
+    EXPECT_EQ(_l4->fast_taken, fast_before + 1);
+    golden("without DF: dropped, the appliance does not fragment", 0,
+           from_client(ip4(udp_p, udpdgram(5400, 7001, 1300 - 28), client, vip)), -1, {},
+           {{{drop::l4_too_big, 1}}, {{l4_event::flow_hits, 1}}});
+    golden(
+        "a datagram that fits goes through", 0,
+        from_client(ip4(udp_p, udpdgram(5400, 7001, 100), client, vip, {.frag = 0x4000})), 1,
+        to_backend(b, ip4(udp_p, udpdgram(1024, 8001, 100), snat, b, {.ttl = 63, .frag = 0x4000})),
+        {{}, {{l4_event::flow_hits, 1}}});
+
+    // IPIP adds 20 bytes: a DF packet of 1190 bytes no longer fits 1200.
+    const bytes inner = ip4(tcp_p, tcpseg(42000, 7100, syn, 5), client, vip_ipip, {.frag = 0x4000});
+    ASSERT_EQ(send(0, from_client(inner)).lan.size(), 1u);
+    const bytes huge = ip4(tcp_p, tcpseg(42000, 7100, psh | ack, 6, 1, 1190 - 40), client, vip_ipip,
+                           {.frag = 0x4000});
+    golden("IPIP: DF packet over the MTU once encapsulated", 0, from_client(huge), 0,
+           to_client(frag_needed(huge, 1180)),
+           {{}, {{l4_event::flow_hits, 1}, {l4_event::icmp_too_big, 1}}});
+}
+
+TEST_F(L4, Ipv6PacketsOverTheEgressMtuAreAnsweredWithPacketTooBig)
+{
+    _ports[1].mtu = 1280;
+    ASSERT_EQ(send(0, ether(wan_mac, client6_mac, 0x86dd,
+                            ip6(tcp_p, tcpseg(41500, 7000, syn, 9), client6, vip6)))
+                  .lan.size(),
+              1u);
+    const bytes big = ip6(tcp_p, tcpseg(41500, 7000, psh | ack, 10, 1, 1300 - 60), client6, vip6);
+    bytes icmp(8, 0);
+    icmp[0] = 2;
+    put16(icmp, 6, 1280);
+    icmp.insert(icmp.end(), big.begin(), big.begin() + 48);
+    const bytes ptb = ip6(58, icmp, vip6, client6, 64);
+    golden("IPv6 segment over the lan MTU", 0, ether(wan_mac, client6_mac, 0x86dd, big), 0,
+           ether(client6_mac, wan_mac, 0x86dd, ptb),
+           {{}, {{l4_event::flow_hits, 1}, {l4_event::icmp_too_big, 1}}});
+}
+
 // ------------------------------------------------------------------------ 12: the fast path
 
 /// `ip_pkt` (IPv4) with 4 bytes of NOP options: IHL 6.

@@ -211,7 +211,7 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
 /// An established flow's packets do not look for their listener: a flow outlives its VIP
 /// (removed from the config) and drains until it closes or times out, like a removed endpoint.
 /// l4_fast_path is l4_fast_begin then l4_fast_finish; `b.pkts` and `b.n` set by the caller.
-uint32_t l4_fast_path(const worker_ctx& w, std::span<rte_mbuf* const> pkts,
+uint32_t l4_fast_path(const worker_ctx& w, uint16_t in_port, std::span<rte_mbuf* const> pkts,
                       std::span<l4_decision> out) noexcept;
 void l4_fast_begin(const worker_ctx& w, fast_burst& b) noexcept;
 uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decision> out) noexcept;

@@ -41,7 +41,7 @@ namespace sluice::stats {
     X(l4_no_neighbour, "L4: next hop not resolved yet (resolution requested from the kernel)")     \
     X(l4_ttl_exceeded, "L4: TTL or hop limit would reach zero")                                    \
     X(l4_fragment, "L4: IP fragment of a VIP flow (not reassembled; see README)")                  \
-    X(l4_too_big, "L4: encapsulated packet would exceed the egress MTU")                           \
+    X(l4_too_big, "L4: over the egress MTU, IPv4 without DF (the appliance does not fragment)")    \
     X(l4_no_headroom, "L4: mbuf has no headroom for the encapsulation")                            \
     X(l4_redirect_full, "L4: ring to the flow's owner lcore full")
 
@@ -98,7 +98,8 @@ struct port_counters {
     X(encapsulated, "IPIP / GUE packets sent")                                                     \
     X(health_signals, "passive health signals sent to the control thread")                         \
     X(resolve_requests, "neighbour resolutions requested from the kernel")                         \
-    X(overflow, "new TCP connections refused with RST: connectionPool.tcp.maxConnections")
+    X(overflow, "new TCP connections refused with RST: connectionPool.tcp.maxConnections")         \
+    X(icmp_too_big, "ICMP fragmentation needed / packet too big sent for packets over the MTU")
 
 enum class l4_event : uint16_t {
 #define SLUICE_X(name, help) name,
