@@ -893,6 +893,86 @@ l4_decision icmp_reply(const worker_ctx& w, const pkt& p, uint64_t now, bool red
     return {l4_verdict::tx, port, drop::count};
 }
 
+/// An ICMP error from the client side to a VIP, about a packet the appliance sent from the
+/// VIP (a full-NAT reply, or a DSR backend's packet): the client's host or a router on its
+/// path says the port is closed, the packet too big, the TTL exceeded. Full-NAT: translated
+/// for the backend, from the SNAT address, quoting what the backend sent (SNAT:port <-
+/// backend). DSR: encapsulated to the backend as it is (the backend owns the VIP). An error
+/// about no flow of this worker goes to the kernel (it may be about the kernel's own
+/// traffic, such as an L7 VIP's): with several workers, one whose error RSS delivers to
+/// another worker than the flow's is not translated (nothing in the quote names the owner).
+template <typename F>
+l4_decision icmp_client(const worker_ctx& w, const l4_view& view, const pkt& p,
+                        uint64_t now) noexcept
+{
+    l4_lcore& l = *w.l4;
+    auto& c = *w.counters;
+    if (p.fi->l4_off == 0 || p.fi->fragment) {
+        return {};
+    }
+    uint8_t* icmp = p.l4;
+    const size_t icmp_len = p.fi->ip_total - p.fi->l3_len;
+    net::icmp_quote q;
+    const bool is_error = F::family == 4 ? net::icmp4_error_quote(icmp, icmp_len, q)
+                                         : net::icmp6_error_quote(icmp, icmp_len, q);
+    if (!is_error || (q.proto != proto_tcp && q.proto != proto_udp)) {
+        return {};
+    }
+    const uint8_t* qip = icmp + q.ip_off;
+    const uint8_t* ql4 = icmp + q.l4_off;
+    const uint8_t* qsrc = F::family == 4 ? qip + 12 : qip + 8;
+    const uint8_t* qdst = F::family == 4 ? qip + 16 : qip + 24;
+    // The quote is what left the VIP for the client: its reverse is the flow's forward key.
+    auto& ct = table_of<F>(l);
+    const flow_key fk = make_key(F::family, qdst, qsrc, ld16(ql4 + 2), ld16(ql4), q.proto);
+    auto m = ct.lookup(fk, now);
+    if (m.e == nullptr || m.dir != direction::forward) {
+        return {};
+    }
+    const auto& e = *m.e;
+    if ((e.flags & conntrack::entry_flag_single_key) != 0) {
+        l4_endpoint ep;
+        std::memcpy(ep.addr.data(), e.backend_addr.data(), F::addr_len);
+        ep.family = F::family;
+        ep.port = e.backend_port;
+        ep.id = e.endpoint_id;
+        const uint64_t h =
+            flow_hash(F::family, fk.src.data(), fk.dst.data(), fk.sport, fk.dport, fk.proto);
+        // The encapsulation the service uses now (as for the flow's own packets).
+        const l4_service* svc = view.find(F::family, fk.dst.data(), fk.proto, fk.dport);
+        const forwarding fwd =
+            svc == nullptr || svc->fwd == forwarding::fullnat ? forwarding::ipip : svc->fwd;
+        const l4_decision d = encap_out(w, p, fwd, ep, h, now);
+        if (d.v == l4_verdict::tx) {
+            c.count(l4_event::icmp_translated);
+        }
+        return d;
+    }
+    const flow_key rk = ct.reverse_key(e); // backend -> SNAT
+    uint16_t port = 0;
+    const net::mac_addr* mac = nullptr;
+    if (const drop d = next_hop(l, c, F::family, rk.src.data(), now, port, mac); d != drop::count) {
+        return dropped(d);
+    }
+    if (port >= w.ports.size()) {
+        return dropped(drop::l4_no_route);
+    }
+    // The quote becomes what the backend sent (backend -> SNAT); the error comes from SNAT.
+    const net::nat_tuple inner{rk.src.data(), rk.dst.data(), rk.sport, rk.dport};
+    const bool ok = F::family == 4
+                        ? net::icmp4_error_translate(p.l3, icmp, icmp_len, q, rk.dst.data(),
+                                                     rk.src.data(), inner, true)
+                        : net::icmp6_error_translate(p.l3, icmp, icmp_len, q, rk.dst.data(),
+                                                     rk.src.data(), inner, true);
+    if (!ok) {
+        return dropped(drop::l4_ttl_exceeded);
+    }
+    c.count(l4_event::icmp_translated);
+    write_l2(p.m, p.fi->l2_len, w.ports[port], *mac,
+             F::family == 4 ? ether_ipv4_be : ether_ipv6_be);
+    return {l4_verdict::tx, port, drop::count};
+}
+
 /// The fragment identification of an IPv4 packet, or of the fragment header of an IPv6 one
 /// (parse_frame found it while walking the extension headers).
 template <typename F>
@@ -1106,6 +1186,9 @@ l4_decision handle(const worker_ctx& w, const l4_view* view, pkt& p, uint64_t no
     if ((p.proto == proto_icmp && F::family == 4) || (p.proto == proto_icmp6 && F::family == 6)) {
         if (own_snat(w, F::family, dst)) {
             return icmp_reply<F>(w, p, now, redirected);
+        }
+        if (view != nullptr && view->has_vip_address(F::family, dst)) {
+            return icmp_client<F>(w, *view, p, now);
         }
     }
     return {};

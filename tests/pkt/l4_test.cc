@@ -1218,6 +1218,39 @@ TEST_F(L4, FragmentationNeededFromTheBackendIsTranslatedForTheClient)
            from_backend(b, ip4(icmp_p, icmp_echo(1, 1), b, snat)), 2, {}, {});
 }
 
+TEST_F(L4, IcmpErrorsFromTheClientSideAreTranslatedForTheBackend)
+{
+    const net::ip_addr b = open_flow(44100, 1024);
+    // The reply as the client received it (VIP:7000 -> client:44100, TTL 63), quoted in a
+    // "fragmentation needed" from a router on the client's side (client2's address).
+    const bytes sent =
+        ip4(tcp_p, tcpseg(7000, 44100, psh | ack, 501, 101), vip, client, {.ttl = 63});
+    const bytes err_in = ip4(icmp_p, icmp_err(3, 4, 1300, sent), client2, vip);
+    // What the backend must get: an error from the SNAT address quoting what it sent.
+    const bytes quoted = ip4(tcp_p, tcpseg(8000, 1024, psh | ack, 501, 101), b, snat, {.ttl = 63});
+    const bytes err_out = ip4(icmp_p, icmp_err(3, 4, 1300, quoted), snat, b, {.ttl = 63});
+    golden("ICMP frag needed to the VIP, quoting VIP:7000 -> client:44100", 0,
+           from_client(err_in, client2_mac), 1, to_backend(b, err_out),
+           {{}, {{l4_event::icmp_translated, 1}}});
+    // About no flow: the kernel's (it may be about its own traffic on that address).
+    const bytes other = ip4(tcp_p, tcpseg(7000, 44999, ack, 1, 1), vip, client, {.ttl = 63});
+    golden("ICMP error to the VIP about no flow", 0,
+           from_client(ip4(icmp_p, icmp_err(3, 3, 0, other), client, vip)), 2, {}, {});
+
+    // DSR: the error goes to the backend encapsulated, as the flow's packets do.
+    const net::ip_addr d = ip(ipip_backend);
+    ASSERT_EQ(
+        send(0, from_client(ip4(tcp_p, tcpseg(42500, 7100, syn, 5), client, vip_ipip))).lan.size(),
+        1u);
+    const bytes dsr_sent =
+        ip4(tcp_p, tcpseg(7100, 42500, syn | ack, 9, 6), vip_ipip, client, {.ttl = 63});
+    const bytes dsr_err = ip4(icmp_p, icmp_err(3, 4, 1300, dsr_sent), client2, vip_ipip);
+    golden("ICMP error about a DSR flow: encapsulated to its backend", 0,
+           from_client(dsr_err, client2_mac), 1,
+           to_backend(d, ip4(4, dsr_err, snat, d, {.ttl = 64, .frag = 0x4000, .id = 0})),
+           {{}, {{l4_event::icmp_translated, 1}, {l4_event::encapsulated, 1}}});
+}
+
 // ------------------------------------------------------------------------ 8: drops
 
 TEST_F(L4, AckWithoutFlowToTheVipIsDropped)
