@@ -80,7 +80,7 @@ if [ "$(buildtype build)" != release ]; then
   [ -f "$bdir/build.ninja" ] || meson setup "$bdir" --buildtype=release -Ddeveloper_mode=disabled >/dev/null
 fi
 ninja -C "$bdir" app/sluiced/sluiced >/dev/null
-SLUICED="$root/$bdir/app/sluiced/sluiced"
+SLUICED=${SLUICED:-"$root/$bdir/app/sluiced/sluiced"} # SLUICED=path: another build (A/B runs)
 echo "sluiced: $SLUICED ($(buildtype "$bdir") build); testpmd: $(command -v dpdk-testpmd)"
 
 # --- the run's namespace, files and cleanup -------------------------------------------------

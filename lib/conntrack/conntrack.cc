@@ -179,6 +179,8 @@ result<table<F>> table<F>::create(const params& p)
     table t;
     t._capacity = p.capacity;
     t._seed = p.seed;
+    t._k4[0] = p.seed ^ 0xa0761d6478bd642fULL;
+    t._k4[1] = std::rotl(p.seed, 31) ^ 0xe7037ed1a0b428dbULL;
     t._to = p.to;
     // Two index slots per flow, at most 3/4 of all slots in use (half for a power-of-two
     // capacity): the first-fit / second-bucket / one-cuckoo-step placement stays far from

@@ -16,15 +16,20 @@ namespace {
 constexpr unsigned idle_polls_before_sleep = 256;
 
 /// Transmits `n` frames on port `p`'s queue of this worker, counting them; frees what the
-/// queue refuses.
-void tx_burst(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n) noexcept
+/// queue refuses. `all_bytes`: the frames' total length when the caller knows it (else 0).
+void tx_burst(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n,
+              uint64_t all_bytes = 0) noexcept
 {
     auto& c = *w.counters;
     auto& pc = c.port[p.index];
     const uint16_t sent = rte_eth_tx_burst(p.nic, w.queue, pkts, n);
     uint64_t bytes = 0;
-    for (uint16_t i = 0; i < sent; ++i) {
-        bytes += rte_pktmbuf_pkt_len(pkts[i]);
+    if (all_bytes != 0 && sent == n) {
+        bytes = all_bytes;
+    } else {
+        for (uint16_t i = 0; i < sent; ++i) {
+            bytes += rte_pktmbuf_pkt_len(pkts[i]);
+        }
     }
     pc.tx_packets.add(sent);
     pc.tx_bytes.add(bytes);
@@ -140,13 +145,15 @@ void flush_pending(const worker_ctx& w) noexcept
     l4_decision d[burst_size];
     const uint32_t slow = l4_fast_finish(w, b, std::span(d, b.n));
     if (b.tx_port >= 0) {
-        tx_burst(w, w.ports[static_cast<size_t>(b.tx_port)], b.pkts, b.n); // all one way
+        // All one way, full-NAT IPv4 rewritten in place: the lengths are those received.
+        tx_burst(w, w.ports[static_cast<size_t>(b.tx_port)], b.pkts, b.n, b.rx_bytes);
         return;
     }
     finish(w, w.ports[b.in_port], b.pkts, b.n, slow, d, false);
 }
 
-void count_rx(const worker_ctx& w, const port_ctx& p, rte_mbuf* const* pkts, uint16_t n) noexcept
+uint64_t count_rx(const worker_ctx& w, const port_ctx& p, rte_mbuf* const* pkts,
+                  uint16_t n) noexcept
 {
     auto& pc = w.counters->port[p.index];
     uint64_t bytes = 0;
@@ -155,6 +162,7 @@ void count_rx(const worker_ctx& w, const port_ctx& p, rte_mbuf* const* pkts, uin
     }
     pc.rx_packets.add(n);
     pc.rx_bytes.add(bytes);
+    return bytes;
 }
 
 unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
@@ -177,7 +185,7 @@ unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
     if (n == 0) {
         return 0;
     }
-    count_rx(w, p, b.pkts, n);
+    b.rx_bytes = count_rx(w, p, b.pkts, n);
     b.n = n;
     b.in_port = p.index;
     l4_fast_begin(w, b);

@@ -268,8 +268,7 @@ public:
         // A folded 64x64->128 multiply (wyhash's "mum", also its finalizer): the high half
         // carries every bit of both words (where the last bytes of an address land) into the
         // low bits that pick the bucket. The seed keeps bucket choice private from clients.
-        return mum(addrs ^ _seed ^ 0xa0761d6478bd642fULL,
-                   ports_proto ^ std::rotl(_seed, 31) ^ 0xe7037ed1a0b428dbULL);
+        return mum(addrs ^ _k4[0], ports_proto ^ _k4[1]);
     }
     void prefetch_bucket_hashed(uint64_t h) const noexcept
     {
@@ -459,6 +458,9 @@ private:
     std::unique_ptr<pool> _pool;                     ///< IPv6 only
     uint64_t _mask = 0;                              ///< buckets - 1
     uint64_t _seed = 0;
+    /// hash_raw's keys, from the seed: seed ^ 0xa0761d6478bd642f, rotl(seed, 31) ^
+    /// 0xe7037ed1a0b428db (set by create).
+    std::array<uint64_t, 2> _k4{};
     uint32_t _capacity = 0;
     uint32_t _free_top = 0; ///< number of free indices on the stack
     uint32_t _age_pos = 0;

@@ -118,10 +118,11 @@ inline constexpr uint16_t fast_burst_max = 32; ///< = burst_size (worker.hh)
 /// into RCU-published data (it may cross a quiescent state), only the mbufs and raw keys.
 struct fast_burst {
     rte_mbuf* pkts[fast_burst_max];
-    uint16_t n = 0;       ///< packets
-    uint16_t in_port = 0; ///< index of the port they arrived on
-    uint8_t k = 0;        ///< candidates for the fast path (first pass)
-    int tx_port = -1;     ///< after the rest: every packet leaves by this port (-1: not so)
+    uint16_t n = 0;        ///< packets
+    uint16_t in_port = 0;  ///< index of the port they arrived on
+    uint8_t k = 0;         ///< candidates for the fast path (first pass)
+    int tx_port = -1;      ///< after the rest: every packet leaves by this port (-1: not so)
+    uint64_t rx_bytes = 0; ///< the burst's length as received
     uint8_t at[fast_burst_max];
     uint8_t* ip[fast_burst_max];
     uint64_t addrs[fast_burst_max];
