@@ -295,13 +295,17 @@ int run_endpoints(const server_opts& s, const std::string& host, const std::stri
         print(s, r.body);
         return 0;
     }
-    std::printf("%-22s %-6s %-28s %-12s %-8s %-6s %s\n", "ADDRESS", "PORT", "LOCALITY", "NETWORK",
-                "PRIORITY", "WEIGHT", "HEALTH");
+    // CONNS: open connections to the endpoint (L4 TCP + L7 upstream), REQS: L7 requests.
+    std::printf("%-22s %-6s %-28s %-12s %-8s %-6s %-6s %-6s %s\n", "ADDRESS", "PORT", "LOCALITY",
+                "NETWORK", "PRIORITY", "WEIGHT", "CONNS", "REQS", "HEALTH");
     for (const auto& e : r.body["endpoints"]) {
         const std::string prio = e["priority"].is_null() ? "-" : e["priority"].dump();
-        std::printf("%-22s %-6s %-28s %-12s %-8s %-6s %s\n", e.value("address", "").c_str(),
-                    e["port"].dump().c_str(), e.value("locality", "").c_str(),
-                    e.value("network", "").c_str(), prio.c_str(), e["weight"].dump().c_str(),
+        std::printf("%-22s %-6s %-28s %-12s %-8s %-6s %-6s %-6s %s\n",
+                    e.value("address", "").c_str(), e["port"].dump().c_str(),
+                    e.value("locality", "").c_str(), e.value("network", "").c_str(), prio.c_str(),
+                    e["weight"].dump().c_str(),
+                    std::to_string(e.value("active_connections", uint64_t{0})).c_str(),
+                    std::to_string(e.value("active_requests", uint64_t{0})).c_str(),
                     e.value("health", "").c_str());
     }
     return 0;

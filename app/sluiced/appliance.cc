@@ -20,6 +20,7 @@
 #include "sluice/ctl/appliance_metrics.hh"
 #include "sluice/ctl/metrics.hh"
 #include "sluice/ctl/token.hh"
+#include "sluice/fastpath/l4_active.hh"
 #include "sluice/glue/kernel.hh"
 #include "sluice/glue/log.hh"
 #include "sluice/glue/port.hh"
@@ -915,6 +916,17 @@ ctl::api_hooks appliance::make_hooks()
                     const auto& e = c.endpoints[i];
                     const uint32_t level =
                         i < c.plan.level_of.size() ? c.plan.level_of[i] : UINT32_MAX;
+                    // L4: open TCP connections the workers count for this endpoint id (a
+                    // racy read of their tables, fine for monitoring: l4_active.hh), per
+                    // endpoint across clusters. L7: this cluster's gauges in the engine.
+                    uint64_t l4_conns = 0;
+                    for (const auto& l : _l4) {
+                        l4_conns += fastpath::l4_active_connections(*l, e.id);
+                    }
+                    l7::endpoint_counters l7c;
+                    if (_engine) {
+                        l7c = _engine->endpoint_stats(c.name, e.id).value_or(l7c);
+                    }
                     out.push_back(
                         {{"cluster", c.name},
                          {"address", e.address},
@@ -934,8 +946,10 @@ ctl::api_hooks appliance::make_hooks()
                           : _health.lookup(c.name, e.id) == health::reason::active_check_failed
                               ? "failed health check"
                               : "healthy"},
-                         {"active_connections", 0},
-                         {"active_requests", 0},
+                         {"active_connections", l4_conns + l7c.cx_active},
+                         {"active_requests", l7c.rq_active},
+                         {"l4_connections", l4_conns},
+                         {"l7_connections", l7c.cx_active},
                          {"origin", e.origin}});
                 }
             }

@@ -473,6 +473,22 @@ private:
     bool _stop = false;            // guarded by _mu
 };
 
+/// One endpoint's gauges in one cluster (Envoy's per-host upstream_cx_active and
+/// upstream_rq_active), for `GET /v1/endpoints`. Written by the engine thread alone, read by
+/// any thread (engine::endpoint_stats).
+struct endpoint_gauges {
+    std::atomic<uint32_t> cx_active{0}; // upstream connections open (or opening)
+    std::atomic<uint32_t> rq_active{0}; // requests assigned to it (as cluster_rt::active)
+};
+
+/// `g += delta` by its only writer, the engine thread: a relaxed load and store, not a
+/// read-modify-write (no locked instruction on the request path); readers see either value.
+inline void gauge_add(std::atomic<uint32_t>& g, int32_t delta) noexcept
+{
+    g.store(g.load(std::memory_order_relaxed) + static_cast<uint32_t>(delta),
+            std::memory_order_relaxed);
+}
+
 /// What a cluster keeps across configs (by name): its circuit-breaker counters, the
 /// requests waiting for a connection, and its keep-alive pools (Envoy's pools are per
 /// cluster and host). Engine thread only, except the atomics, which metrics read.
@@ -495,6 +511,11 @@ struct cluster_state {
     std::atomic<uint64_t> rq_overflow{0};
     std::atomic<uint64_t> retry_overflow{0};
     std::atomic<uint64_t> cx_total{0};
+    /// Per endpoint id (snapshot::endpoint::id), for every endpoint a config gave the
+    /// cluster. Entries are made by apply() under engine_impl::_clusters_mu (readers hold it
+    /// too) and never removed: configs still running hold pointers to them, and an id that
+    /// comes back finds its gauges. Node-based: an entry never moves.
+    std::map<uint64_t, endpoint_gauges> endpoints;
 };
 
 /// A cluster under one config: its balancer, outstanding requests per endpoint and hosts.
@@ -504,6 +525,7 @@ struct cluster_rt {
     const snapshot::cluster* c = nullptr;
     cluster_lb lb;
     std::vector<uint32_t> active;
+    std::vector<endpoint_gauges*> gauges; ///< per endpoint: its gauges in `st`
     std::vector<host_rt*> hosts;
     /// DestinationRule tls (origination); null: plain text.
     std::shared_ptr<const client_tls_context> tls;
@@ -741,6 +763,7 @@ struct up_conn final : io_handler, deferred {
     int fd = -1;
     host_rt* host = nullptr;
     cluster_state* cs = nullptr;           // the cluster whose pool and limits it counts in
+    endpoint_gauges* gauges = nullptr;     // the endpoint it counts in (cx_active)
     std::vector<up_conn*>* pool = nullptr; // its idle list in `cs`
     down_conn* owner = nullptr;            // the downstream connection whose stream uses it
     bool closed = false;
@@ -831,7 +854,25 @@ public:
     }
     bool pick_host(down_conn& d) noexcept;
 
-    up_conn* connect_to(host_rt* h, const cluster_rt& c) noexcept;
+    up_conn* connect_to(host_rt* h, const cluster_rt& c, endpoint_gauges* g) noexcept;
+    /// The stream's endpoint counts it as an outstanding request (least-request balancing,
+    /// and the endpoint's rq_active gauge) until uncount_active().
+    void count_active(stream& s) noexcept
+    {
+        if (!s.active_counted && s.crt != nullptr && s.ep < s.crt->active.size()) {
+            ++s.crt->active[s.ep];
+            gauge_add(s.crt->gauges[s.ep]->rq_active, 1);
+            s.active_counted = true;
+        }
+    }
+    void uncount_active(stream& s) noexcept
+    {
+        if (s.active_counted && s.crt != nullptr && s.ep < s.crt->active.size()) {
+            --s.crt->active[s.ep];
+            gauge_add(s.crt->gauges[s.ep]->rq_active, -1);
+        }
+        s.active_counted = false;
+    }
     void connect_for(down_conn& d) noexcept;
     void on_resolved(const dns_resolver::answer& a) noexcept;
     void dispatch_pending(cluster_state& cs) noexcept;
@@ -1065,6 +1106,10 @@ result<void> engine_impl::apply(std::shared_ptr<const engine_config> cfg)
                 slot->name = c.name;
             }
             cr.st = slot.get();
+            cr.gauges.reserve(c.endpoints.size());
+            for (const snapshot::endpoint& e : c.endpoints) {
+                cr.gauges.push_back(&slot->endpoints[e.id]);
+            }
         }
         cr.st->max_connections = c.policy.tcp.max_connections;
         cr.st->max_pending = c.policy.http.http1_max_pending_requests;
@@ -1833,10 +1878,7 @@ void engine_impl::down_close(down_conn& d) noexcept
             u->owner = nullptr;
             up_close(*u);
         }
-        if (s.active_counted && s.crt != nullptr && s.ep < s.crt->active.size()) {
-            --s.crt->active[s.ep];
-        }
-        s.active_counted = false;
+        uncount_active(s);
         release_counts(s);
         if ((!s.resp_done || s.tcp_proxy) && s.method.size() > 0) {
             log_request(d);
@@ -2683,10 +2725,7 @@ void engine_impl::finish_stream(down_conn& d) noexcept
         _stats.downstream_rq_5xx.fetch_add(1, std::memory_order_relaxed);
         break;
     }
-    if (s.active_counted && s.crt != nullptr && s.ep < s.crt->active.size()) {
-        --s.crt->active[s.ep];
-    }
-    s.active_counted = false;
+    uncount_active(s);
     release_counts(s);
     log_request(d);
     s.crt = nullptr;
@@ -2801,8 +2840,7 @@ void engine_impl::start_tcp_upstream(down_conn& d, const snapshot::l4_route& rou
         return;
     }
     ++s.attempts;
-    ++s.crt->active[s.ep];
-    s.active_counted = true;
+    count_active(s);
     connect_for(d); // resolves a DNS-named endpoint first; a failure closes the client
 }
 
@@ -2880,10 +2918,7 @@ void engine_impl::start_upstream(down_conn& d) noexcept
         s.tried[s.attempts] = s.ep;
     }
     ++s.attempts;
-    if (!s.active_counted) {
-        ++s.crt->active[s.ep];
-        s.active_counted = true;
-    }
+    count_active(s);
     _stats.upstream_rq_total.fetch_add(1, std::memory_order_relaxed);
     if (s.retry != nullptr && s.retry->per_try_timeout != 0) {
         _r.arm(s.try_timer, s.retry->per_try_timeout);
@@ -2942,7 +2977,8 @@ void engine_impl::connect_for(down_conn& d) noexcept
             return;
         }
     }
-    up_conn* u = connect_to(s.host, *s.crt);
+    up_conn* u =
+        connect_to(s.host, *s.crt, s.ep < s.crt->gauges.size() ? s.crt->gauges[s.ep] : nullptr);
     if (u == nullptr) {
         upstream_failed(d, rf_uf, true);
         return;
@@ -3047,7 +3083,7 @@ void engine_impl::release_counts(stream& s) noexcept
     }
 }
 
-up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
+up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c, endpoint_gauges* g) noexcept
 {
     if (!h->usable || c.tls_error) {
         return nullptr;
@@ -3069,6 +3105,7 @@ up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
     u->fd = fd;
     u->host = h;
     u->cs = nullptr; // counted in the cluster once registered (below)
+    u->gauges = nullptr;
     u->owner = nullptr;
     u->closed = false;
     u->connecting = true;
@@ -3089,6 +3126,10 @@ up_conn* engine_impl::connect_to(host_rt* h, const cluster_rt& c) noexcept
     ++_up_active;
     _stats.upstream_cx_active.fetch_add(1, std::memory_order_relaxed);
     u->cs = c.st;
+    u->gauges = g;
+    if (g != nullptr) {
+        gauge_add(g->cx_active, 1);
+    }
     ++c.st->cx;
     c.st->cx_gauge.store(c.st->cx, std::memory_order_relaxed);
     c.st->cx_total.fetch_add(1, std::memory_order_relaxed);
@@ -3642,10 +3683,7 @@ void engine_impl::upstream_failed(down_conn& d, uint32_t flag, bool connect_fail
         // nginx does the same for keep-alive connections). Not a health signal.
         s.stale_retried = true;
         s.req_sent = 0;
-        if (s.active_counted && s.crt != nullptr && s.ep < s.crt->active.size()) {
-            --s.crt->active[s.ep];
-            s.active_counted = false;
-        }
+        uncount_active(s);
         --s.attempts;
         _stats.upstream_rq_stale_retry.fetch_add(1, std::memory_order_relaxed);
         start_upstream(d);
@@ -3689,10 +3727,7 @@ void engine_impl::schedule_retry(down_conn& d) noexcept
         ++s.crt->st->retries_active;
         s.retry_counted = true;
     }
-    if (s.active_counted && s.crt != nullptr && s.ep < s.crt->active.size()) {
-        --s.crt->active[s.ep];
-        s.active_counted = false;
-    }
+    uncount_active(s);
     s.req_sent = 0;
     const nanos base =
         s.retry != nullptr && s.retry->backoff != 0 ? s.retry->backoff : 25 * ns_per_ms;
@@ -3762,6 +3797,10 @@ void engine_impl::up_close(up_conn& u) noexcept
     --_up_active;
     _stats.upstream_cx_active.fetch_sub(1, std::memory_order_relaxed);
     _r.defer(&u);
+    if (u.gauges != nullptr) {
+        gauge_add(u.gauges->cx_active, -1);
+        u.gauges = nullptr;
+    }
     if (u.cs != nullptr) {
         cluster_state* cs = u.cs;
         u.cs = nullptr;
@@ -3900,6 +3939,24 @@ std::optional<cluster_counters> engine::cluster_stats(std::string_view name) con
     out.rq_pending_overflow = c.rq_pending_overflow.load(std::memory_order_relaxed);
     out.rq_overflow = c.rq_overflow.load(std::memory_order_relaxed);
     out.retry_overflow = c.retry_overflow.load(std::memory_order_relaxed);
+    return out;
+}
+
+std::optional<endpoint_counters> engine::endpoint_stats(std::string_view cluster,
+                                                        uint64_t endpoint_id) const
+{
+    std::lock_guard<std::mutex> g(_impl->_clusters_mu);
+    auto it = _impl->_clusters.find(cluster);
+    if (it == _impl->_clusters.end()) {
+        return std::nullopt;
+    }
+    auto e = it->second->endpoints.find(endpoint_id);
+    if (e == it->second->endpoints.end()) {
+        return std::nullopt;
+    }
+    endpoint_counters out;
+    out.cx_active = e->second.cx_active.load(std::memory_order_relaxed);
+    out.rq_active = e->second.rq_active.load(std::memory_order_relaxed);
     return out;
 }
 

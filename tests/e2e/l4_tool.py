@@ -19,9 +19,10 @@
       reads GUE variant 1 datagrams on ADDR:GUE_PORT; the inner UDP datagram (client ->
       VIP:port) is answered straight to the client from VIP:port with "NAME ADDR MODE".
   hold VIP PORT COUNT HOLD_FILE TIMEOUT
-      Opens COUNT connections, records who answered each, then waits until HOLD_FILE exists
-      (bounded by TIMEOUT), sends a line on every connection and checks the answer comes from
-      the same backend. Prints "held N ok M".
+      Opens COUNT connections, records who answered each ("conn NAME" per connection, then
+      "opened N"), then waits until HOLD_FILE exists (bounded by TIMEOUT), sends a line on
+      every connection and checks the answer comes from the same backend. Prints "held N ok M"
+      once every connection is closed.
   bulk VIP PORT NBYTES TIMEOUT
       One connection to a `serve` backend: NBYTES random bytes, hex-encoded in lines, go up
       while the echoed lines come back (sent and received at once, so neither side's buffers
@@ -214,8 +215,10 @@ def hold(vip, port, count, hold_file, timeout):
             f = s.makefile("rb")
             who = f.readline().decode().split()[0]
             conns.append((s, f, who))
-        except OSError:
+        except (OSError, IndexError):
             s.close()
+    for _, _, who in conns:
+        print("conn", who)
     print("opened", len(conns), flush=True)
     deadline = time.time() + timeout
     while not os.path.exists(hold_file) and time.time() < deadline:

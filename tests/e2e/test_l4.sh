@@ -107,6 +107,53 @@ t_flows_survive_100_applies() {
   grep -q '^held 20 ok 20$' "$out"
 }
 
+# ep_active HOST: "ADDRESS active_connections" per endpoint of the TCP port (7000), from a
+# /v1/endpoints answer on stdin (sluicectl -o json, or api's body and status line).
+ep_active() {
+  python3 -c '
+import json, sys
+text = sys.stdin.read().strip()
+body = json.loads(text[:text.rfind("}") + 1])
+for e in body["endpoints"]:
+    if e["port"] == 7000:
+        print(e["address"], e["active_connections"], e["l4_connections"], e["active_requests"])
+'
+}
+
+# sluicectl endpoints shows the TCP connections open through the L4 workers: 12 held through
+# the VIP count once each, on the endpoint that answered them, and none once they close.
+t_endpoints_active_connections() {
+  local hold="$E2E_TMP/hold-ep.go" out="$E2E_TMP/hold-ep.out" got="$E2E_TMP/ep-active.txt" i a
+  rm -f "$hold"
+  in_ns client python3 "$TOOL" hold $VIP 7000 12 "$hold" 30 >"$out" &
+  local pid=$!
+  for i in $(seq 1 50); do grep -q '^opened' "$out" 2>/dev/null && break; sleep 0.2; done
+  grep '^opened' "$out"
+  ctl endpoints echo.l4.svc.cluster.local
+  ctl -o json endpoints echo.l4.svc.cluster.local | ep_active >"$got"
+  touch "$hold"
+  wait $pid
+  cat "$got"
+  grep -q '^opened 12$' "$out" || return 1
+  grep -q '^held 12 ok 12$' "$out" || return 1
+  # Every endpoint: as many as the backend at that address answered (address, total, l4,
+  # requests); L4 connections are no L7 requests.
+  for a in 198.19.1.10 198.19.1.11 198.19.1.12 198.19.2.10 198.19.2.11 198.19.3.10 198.19.3.11; do
+    local n
+    n=$(grep -c "^conn $a\$" "$out")
+    grep -q "^$a $n $n 0\$" "$got" || { echo "$a: expected $n"; return 1; }
+  done
+  [ "$(awk '{s += $2} END {print s}' "$got")" = 12 ] || return 1
+  # Closed (both FINs seen): back to 0 everywhere, through the REST API. Bounded: 5 s.
+  for i in $(seq 1 25); do
+    api GET "/v1/endpoints?host=echo.l4.svc.cluster.local" | ep_active >"$got"
+    [ "$(awk '{s += $2} END {print s}' "$got")" = 0 ] && { echo "0 after $((i * 200)) ms"; return 0; }
+    sleep 0.2
+  done
+  cat "$got"
+  return 1
+}
+
 # Zone-a dies: its servers refuse connections (RST); outlier detection ejects each endpoint
 # after 3 connect failures and new connections go to zone-b (same region). Then zone-a
 # returns and traffic fails back once the ejections end.
@@ -231,6 +278,7 @@ if sluiced_start "$conf"; then
     sed 's/^/    /' "$E2E_TMP/det.log"
     E2E_FAILED=$((E2E_FAILED + 1))
   fi
+  check "sluicectl endpoints: 12 held TCP connections counted on their endpoints, 0 after close" t_endpoints_active_connections
   check "20 flows opened before 100 config applies keep their backends and complete" t_flows_survive_100_applies
   check "zone-a dies: outlier detection ejects it, new connections fail over to zone-b; failback" t_failover_and_failback
   check "maxConnections 2: the third connection is refused with RST, admitted after close" t_max_connections

@@ -147,6 +147,44 @@ t_keepalive_reuse() {
   [ $((after - before)) -le 2 ]
 }
 
+# ep_l7_sums: "REQUESTS L7_CONNECTIONS CONNECTIONS" summed over the endpoints of a
+# /v1/endpoints answer on stdin (sluicectl -o json).
+ep_l7_sums() {
+  python3 -c '
+import json, sys
+es = json.load(sys.stdin)["endpoints"]
+print(sum(e["active_requests"] for e in es), sum(e["l7_connections"] for e in es),
+      sum(e["active_connections"] for e in es))
+'
+}
+
+# sluicectl endpoints shows the L7 engine's outstanding requests and upstream connections:
+# 6 concurrent requests that the v1 backends hold for 1.5 s count 6 on v1's endpoints (each
+# on an upstream connection of its own), and none once answered.
+t_endpoints_active_requests() {
+  local out="$E2E_TMP/par-ep.txt" rq=0 cx=0 all=0 i pid
+  in_ns client python3 "$TOOL" par $GW 80 www.example.com /sleep/1500 6 1 >"$out" &
+  pid=$!
+  for i in $(seq 1 40); do
+    read -r rq cx all < <(ctl -o json endpoints web.l7.svc.cluster.local --subset v1 | ep_l7_sums)
+    [ "$rq" = 6 ] && break
+    sleep 0.05
+  done
+  ctl endpoints web.l7.svc.cluster.local --subset v1
+  echo "while held: requests $rq, L7 connections $cx, connections $all"
+  wait $pid
+  cat "$out"
+  [ "$(grep -c '^200 ' "$out")" = 6 ] || return 1
+  [ "$rq" = 6 ] && [ "$cx" -ge 6 ] && [ "$all" = "$cx" ] || return 1
+  for i in $(seq 1 20); do
+    read -r rq cx all < <(ctl -o json endpoints web.l7.svc.cluster.local --subset v1 | ep_l7_sums)
+    [ "$rq" = 0 ] && { echo "answered: requests 0, L7 connections $cx (pooled)"; return 0; }
+    sleep 0.1
+  done
+  echo "after: requests $rq"
+  return 1
+}
+
 t_websocket_echo() {
   local out
   out=$(in_ns client python3 "$TOOL" ws $GW 80 www.example.com "hello-through-sluice")
@@ -250,6 +288,7 @@ check "unclaimed host answers 404" t_unclaimed_host_404
 check "x-forwarded-for/-proto, x-request-id; x-envoy-* stripped" t_forwarded_headers
 check "consistent hash by header is sticky" t_consistent_hash_sticky
 check "keep-alive upstream connections are reused" t_keepalive_reuse
+check "sluicectl endpoints: 6 held requests counted on v1's endpoints, 0 once answered" t_endpoints_active_requests
 check "websocket upgrade echoes through the tunnel" t_websocket_echo
 check "smuggling shape answers 400" t_bad_request_400
 check "https termination with the gateway certificate" t_https_termination

@@ -63,6 +63,36 @@ t_l4_replies_reach_their_owner() {
 }
 check "L4 with two workers: 200 connections complete; replies redirected to their owner" t_l4_replies_reach_their_owner
 
+# /v1/endpoints sums the open TCP connections over both workers (flows land on either, by
+# the fanout hash): 10 held through the VIP show as 10 on its one endpoint, then 0.
+# mq_active: the endpoint's active_connections from /v1/endpoints.
+mq_active() {
+  api GET "/v1/endpoints?host=mq.l4.svc.cluster.local" | head -n -1 |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["endpoints"][0]["active_connections"])'
+}
+t_active_connections_over_two_workers() {
+  local hold="$E2E_TMP/hold-mq.go" out="$E2E_TMP/hold-mq.out" n i
+  rm -f "$hold"
+  in_ns client python3 "$TOOL" hold 198.18.11.1 7000 10 "$hold" 30 >"$out" &
+  local pid=$!
+  for i in $(seq 1 50); do grep -q '^opened' "$out" 2>/dev/null && break; sleep 0.2; done
+  n=$(mq_active)
+  touch "$hold"
+  wait $pid
+  grep -E '^(opened|held)' "$out"
+  echo "active_connections while held: $n"
+  grep -q '^held 10 ok 10$' "$out" && [ "$n" = 10 ] || return 1
+  for i in $(seq 1 25); do
+    n=$(mq_active)
+    [ "$n" = 0 ] && return 0
+    sleep 0.2
+  done
+  echo "after close: $n"
+  return 1
+}
+check "two workers: /v1/endpoints counts 10 held connections (summed over workers), then 0" \
+  t_active_connections_over_two_workers
+
 # rte_flow steering of the replies (l4.flow_steering = "auto", the default): af_packet has no
 # rte_flow, so the lan port (the one with an SNAT address) falls back to the software rings,
 # says so once in the startup log with the driver's refusal, and /v1/status and

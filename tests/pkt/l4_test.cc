@@ -30,6 +30,7 @@
 #include "eal_env.hh"
 #include "frames.hh"
 #include "sluice/compile/compile.hh"
+#include "sluice/fastpath/l4_active.hh"
 #include "sluice/fastpath/l4_stage.hh"
 #include "sluice/fastpath/l4_view.hh"
 #include "sluice/fastpath/worker.hh"
@@ -1683,6 +1684,51 @@ TEST_F(L4, MaxConnectionsRefusesTheNextSynWithRst)
     const auto o2 = send(0, syn_to(51003));
     EXPECT_EQ(o2.lan.size(), 1u) << "admitted once a connection closed";
     EXPECT_EQ(o2.wan.size(), 0u);
+}
+
+TEST_F(L4, OpenTcpConnectionsPerEndpointAreWhatTheControlThreadReads)
+{
+    // /v1/endpoints reads the workers' counts through l4_active_connections(): the same
+    // slots l4_stage counts in, from the SYN to RST, both FINs or expiry.
+    const auto* ep = pick(view(), client, vip, 54000, 7000, tcp_p);
+    ASSERT_NE(ep, nullptr);
+    const uint64_t id = ep->id;
+    std::vector<uint16_t> same; // other client ports Maglev sends to the same endpoint
+    for (uint16_t p = 54001; p < 54400 && same.size() < 2; ++p) {
+        const auto* e = pick(view(), client, vip, p, 7000, tcp_p);
+        if (e != nullptr && e->id == id) {
+            same.push_back(p);
+        }
+    }
+    ASSERT_EQ(same.size(), 2u);
+    const uint16_t second = same[0];
+    EXPECT_EQ(fastpath::l4_active_connections(*_l4, id), 0u);
+    const net::ip_addr b = open_flow(54000, 1024);
+    EXPECT_EQ(fastpath::l4_active_connections(*_l4, id), 1u);
+    ASSERT_EQ(open_flow(second, 1025), b);
+    EXPECT_EQ(fastpath::l4_active_connections(*_l4, id), 2u);
+    // The backend resets the first connection.
+    ASSERT_EQ(send(1, from_backend(b, ip4(tcp_p, tcpseg(8000, 1024, rst | ack, 501, 101), b, snat)))
+                  .wan.size(),
+              1u);
+    EXPECT_EQ(fastpath::l4_active_connections(*_l4, id), 1u);
+    // The second one closes with a FIN each way.
+    ASSERT_EQ(
+        send(0, from_client(ip4(tcp_p, tcpseg(second, 7000, fin | ack, 101, 501), client, vip)))
+            .lan.size(),
+        1u);
+    EXPECT_EQ(fastpath::l4_active_connections(*_l4, id), 1u) << "half-closed still counts";
+    ASSERT_EQ(send(1, from_backend(b, ip4(tcp_p, tcpseg(8000, 1025, fin | ack, 501, 102), b, snat)))
+                  .wan.size(),
+              1u);
+    EXPECT_EQ(fastpath::l4_active_connections(*_l4, id), 0u);
+    // A SYN that is never answered counts until its entry expires.
+    ASSERT_EQ(
+        send(0, from_client(ip4(tcp_p, tcpseg(same[1], 7000, syn, 900), client, vip))).lan.size(),
+        1u);
+    EXPECT_EQ(fastpath::l4_active_connections(*_l4, id), 1u);
+    _l4->ct4.age(rte_rdtsc() + 3600 * rte_get_tsc_hz(), 4096);
+    EXPECT_EQ(fastpath::l4_active_connections(*_l4, id), 0u);
 }
 
 TEST_F(L4, DsrBetweenFamiliesIsRefused)

@@ -201,6 +201,7 @@ public:
         EXPECT_TRUE(snap.ok()) << (snap.ok() ? "" : snap.err().message);
         auto cfg = std::make_shared<engine_config>();
         cfg->snap = std::make_shared<snapshot::snapshot>(std::move(*snap));
+        _snap = cfg->snap;
         _slot.put(cfg);
         std::atomic<bool> ready{false};
         _thread = std::thread([this, s, clock, &ready] {
@@ -233,6 +234,9 @@ public:
     }
     uint16_t port() const { return _port.load(); }
     const engine_stats& stats() const { return _engine->stats(); }
+    /// The compiled snapshot the engine runs, and the engine (its thread-safe readers).
+    const snapshot::snapshot& snap() const { return *_snap; }
+    const engine& eng() const { return *_engine; }
     /// Waits (bounded) until no downstream connection is open.
     bool settle(int timeout_ms = 2000) const
     {
@@ -248,6 +252,7 @@ public:
 
 private:
     config_slot _slot;
+    std::shared_ptr<const snapshot::snapshot> _snap;
     std::atomic<bool> _stop{false};
     std::atomic<uint16_t> _port{0};
     engine* _engine = nullptr;

@@ -821,6 +821,82 @@ spec:
     EXPECT_LE(v1.connections(), 2); // one at a time (maxRequestsPerConnection 1: a new one)
 }
 
+TEST(L7Engine, EndpointGaugesCountOutstandingRequestsAndOpenUpstreamConnections)
+{
+    backend v1("v1");
+    backend v2("v2");
+    const std::string yaml = std::string(gateway_yaml) + service("svc.test", {&v1, &v2}) + R"(
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: svc.test}}]
+)";
+    harness h(yaml);
+    const snapshot::cluster* c = nullptr;
+    for (const auto& k : h.snap().clusters) {
+        c = k.host == "svc.test" && k.subset.empty() ? &k : c;
+    }
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(c->endpoints.size(), 2U);
+    // endpoint id -> backend name, from the port
+    std::map<uint64_t, std::string> name_of;
+    for (const auto& e : c->endpoints) {
+        name_of[e.id] = e.port == v1.port() ? "v1" : "v2";
+    }
+    auto gauges = [&](const std::string& name) {
+        for (const auto& [id, n] : name_of) {
+            if (n == name) {
+                return h.eng().endpoint_stats(c->name, id).value_or(endpoint_counters{9999, 9999});
+            }
+        }
+        return endpoint_counters{9999, 9999};
+    };
+    EXPECT_EQ(gauges("v1").rq_active, 0U);
+    EXPECT_EQ(gauges("v1").cx_active, 0U);
+    EXPECT_FALSE(h.eng().endpoint_stats(c->name, 12345).has_value());
+    EXPECT_FALSE(
+        h.eng().endpoint_stats("outbound|80||nothing.test", c->endpoints[0].id).has_value());
+    // Four requests held by the backends (least request: two each), on four connections.
+    std::vector<std::thread> clients;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < 4; ++i) {
+        clients.emplace_back(
+            [&] { ok += request(h.port(), get("x", "/sleep/500")).status == 200; });
+    }
+    for (int i = 0; i < 400 && v1.requests() + v2.requests() < 4; ++i) {
+        std::this_thread::sleep_for(2ms);
+    }
+    ASSERT_EQ(v1.requests() + v2.requests(), 4);
+    const endpoint_counters a1 = gauges("v1");
+    const endpoint_counters a2 = gauges("v2");
+    EXPECT_EQ(a1.rq_active, static_cast<uint64_t>(v1.requests()));
+    EXPECT_EQ(a2.rq_active, static_cast<uint64_t>(v2.requests()));
+    EXPECT_EQ(a1.cx_active, static_cast<uint64_t>(v1.connections()));
+    EXPECT_EQ(a2.cx_active, static_cast<uint64_t>(v2.connections()));
+    EXPECT_EQ(a1.cx_active + a2.cx_active, h.eng().cluster_stats(c->name)->cx_active);
+    for (auto& t : clients) {
+        t.join();
+    }
+    EXPECT_EQ(ok.load(), 4);
+    // Answered: no request outstanding; the connections stay open in the keep-alive pool.
+    for (int i = 0; i < 200 && gauges("v1").rq_active + gauges("v2").rq_active != 0; ++i) {
+        std::this_thread::sleep_for(2ms);
+    }
+    EXPECT_EQ(gauges("v1").rq_active + gauges("v2").rq_active, 0U);
+    EXPECT_EQ(gauges("v1").cx_active, static_cast<uint64_t>(v1.connections()));
+    // v1 goes away: its pooled connections close, and so does its gauge.
+    v1.stop();
+    for (int i = 0; i < 500 && gauges("v1").cx_active != 0; ++i) {
+        std::this_thread::sleep_for(2ms);
+    }
+    EXPECT_EQ(gauges("v1").cx_active, 0U);
+    EXPECT_EQ(gauges("v2").cx_active, static_cast<uint64_t>(v2.connections()));
+}
+
 TEST(L7Engine, MirrorsGetACopyWithShadowHostAndNeverDelayThePrimary)
 {
     backend primary("primary");

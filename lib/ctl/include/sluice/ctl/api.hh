@@ -48,6 +48,13 @@ struct api_hooks {
     std::function<nlohmann::json()> stats;  ///< counters
     std::function<std::string()> metrics;   ///< Prometheus text
     std::function<bool()> ready;            ///< ports up, snapshot published
+    /// {host, subset, endpoints: [{cluster, address, port, labels, locality, network, node,
+    /// priority, weight, health, active_connections, active_requests, l4_connections,
+    /// l7_connections, origin}]}. l4_connections: open TCP connections through the L4
+    /// workers, per endpoint id (network|address:port, so one count across the clusters
+    /// naming it) in a 4096-slot direct-mapped table, ids sharing a slot sharing a count;
+    /// l7_connections / active_requests: the L7 engine's upstream connections and
+    /// outstanding requests for this cluster; active_connections = l4 + l7. A moment's view.
     std::function<result<nlohmann::json>(const std::string& host, const std::string& subset)>
         endpoints;
 };

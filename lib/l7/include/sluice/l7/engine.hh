@@ -167,6 +167,14 @@ struct cluster_counters {
     uint64_t retry_overflow = 0;      ///< upstream_rq_retry_overflow
 };
 
+/// One endpoint's gauges in one cluster (Envoy's per-host upstream_cx_active and
+/// upstream_rq_active).
+struct endpoint_counters {
+    uint64_t cx_active = 0; ///< upstream connections the cluster has open (or opening) to it
+    uint64_t rq_active = 0; ///< requests (and TCP-route connections) assigned to it, from the
+                            ///< pick to their end or a retry elsewhere
+};
+
 class engine_impl;
 
 class engine {
@@ -192,6 +200,13 @@ public:
     /// The counters of cluster `name` ("outbound|80||host"); nullopt when the engine never
     /// ran it. Any thread (takes a mutex; reads atomics).
     [[nodiscard]] std::optional<cluster_counters> cluster_stats(std::string_view name) const;
+    /// The gauges of endpoint `endpoint_id` (snapshot::endpoint::id) in cluster `cluster`;
+    /// nullopt when no config the engine ran gave the cluster that endpoint. Any thread:
+    /// takes the mutex cluster_stats() takes (the map's shape), then relaxed loads of
+    /// 32-bit gauges that only the engine thread writes (a moment's view, for monitoring).
+    /// The engine thread pays a relaxed load and store per update, no lock.
+    [[nodiscard]] std::optional<endpoint_counters> endpoint_stats(std::string_view cluster,
+                                                                  uint64_t endpoint_id) const;
     /// Active health checks (health_check.hh): endpoint ids failing them, and a version that
     /// changes with that set. Any thread.
     [[nodiscard]] uint64_t active_check_version() const noexcept;
