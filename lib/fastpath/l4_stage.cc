@@ -11,6 +11,7 @@
 #include <rte_ring_elem.h>
 
 #include "sluice/base/hash.hh"
+#include "sluice/fastpath/l4_active.hh"
 #include "sluice/fastpath/stages.hh"
 #include "sluice/fastpath/worker.hh"
 #include "sluice/net/fib.hh"
@@ -133,7 +134,7 @@ void send_signal(l4_lcore& l, uint64_t id, uint8_t outcome) noexcept
 
 uint32_t& active_slot(l4_lcore& l, uint64_t id) noexcept
 {
-    return l.active[fmix64(id) & (l.active.size() - 1)];
+    return l.active[l4_active_slot(id)]; // the control thread reads it the same way
 }
 
 /// Counts a new TCP flow as an open connection of its endpoint.

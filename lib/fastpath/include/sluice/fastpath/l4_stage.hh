@@ -169,6 +169,7 @@ struct l4_lcore {
     std::array<std::pair<uint64_t, uint64_t>, 256> resolved{};
     /// Open TCP connections per endpoint (direct-mapped by endpoint id; ids that share a slot
     /// share a count): a cluster's count is the sum over its endpoints, for maxConnections.
+    /// Shared: the control thread reads it through l4_active.hh (relaxed loads, STYLE P5).
     std::array<uint32_t, 4096> active{};
     /// Next hops of recent destinations (direct-mapped): most packets skip the route and
     /// neighbour lookups. Entries die with the tables they were read from.
