@@ -630,6 +630,7 @@ void set_nat_csum(conntrack::entry_v4& e) noexcept
         e.nat_csum[2 * dir] = d.ip;
         e.nat_csum[2 * dir + 1] = d.l4;
     }
+    e.client_hop_epoch = 0; // a reused entry: its previous flow's next hop is not this one's
     e.flags |= conntrack::entry_flag_nat_csum;
 }
 
@@ -1447,6 +1448,12 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     l.burst_neigh = l.neigh != nullptr ? l.neigh->load() : nullptr;
     l.burst_fib_gen = l.burst_fib != nullptr ? l.burst_fib->generation() : UINT64_MAX;
     l.burst_neigh_gen = l.burst_neigh != nullptr ? l.burst_neigh->generation() : UINT64_MAX;
+    if (l.burst_fib_gen != l.hop_fib_gen || l.burst_neigh_gen != l.hop_neigh_gen) {
+        l.hop_fib_gen = l.burst_fib_gen; // the tables changed: every cached next hop is stale
+        l.hop_neigh_gen = l.burst_neigh_gen;
+        l.hop_epoch = l.hop_epoch + 1 == 0 ? 1 : l.hop_epoch + 1;
+    }
+    static_assert(stats::max_ports <= 256, "entry_v4::client_hop_port is one byte");
     auto& c = *w.counters;
     const uint64_t now = rte_rdtsc();
     uint64_t hits[2] = {0, 0};
@@ -1475,10 +1482,22 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         ++hits[fwd ? 0 : 1];
         const v4_words nw = rewrite_words(*e, fwd);
         uint16_t port = 0;
-        const net::mac_addr* mac = nullptr;
-        if (const drop d = next_hop_v4(l, c, nw.dst, now, port, mac); d != drop::count) {
-            out[at[j]] = dropped(d);
-            continue;
+        const uint8_t* dmac = nullptr;
+        if (!fwd && e->client_hop_epoch == l.hop_epoch) {
+            port = e->client_hop_port; // toward the client: the flow's own cached next hop
+            dmac = e->client_hop_mac.data();
+        } else {
+            const net::mac_addr* mac = nullptr;
+            if (const drop d = next_hop_v4(l, c, nw.dst, now, port, mac); d != drop::count) {
+                out[at[j]] = dropped(d);
+                continue;
+            }
+            dmac = mac->bytes.data();
+            if (!fwd) {
+                e->client_hop_mac = mac->bytes;
+                e->client_hop_port = static_cast<uint8_t>(port);
+                e->client_hop_epoch = l.hop_epoch;
+            }
         }
         if (port >= w.ports.size()) {
             out[at[j]] = dropped(drop::l4_no_route);
@@ -1494,7 +1513,7 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         net::nat_rewrite_v4_delta(ip[j], l4, proto, nw.addrs, nw.ports,
                                   {e->nat_csum[ci], e->nat_csum[ci + 1]});
         uint8_t* eth = ip[j] - 14;
-        std::memcpy(eth, mac->bytes.data(), 6);
+        std::memcpy(eth, dmac, 6);
         std::memcpy(eth + 6, w.ports[port].mac.data(), 6);
         out[at[j]] = {l4_verdict::tx, port, drop::count};
         ++sent;

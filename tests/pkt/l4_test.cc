@@ -618,10 +618,10 @@ protected:
 
     // ---- configuration
 
-    void publish_neighbours(bool with_far = false)
+    void publish_neighbours(bool with_far = false, const net::mac_addr& client_as = client_mac)
     {
         std::vector<net::neighbour> n;
-        n.push_back({0, client, client_mac});
+        n.push_back({0, client, client_as});
         n.push_back({0, client2, client2_mac});
         n.push_back({0, client6, client6_mac});
         std::vector<std::string> all = zone_a;
@@ -1071,6 +1071,28 @@ TEST_F(L4, UdpFlowBothWays)
            to_backend(b2, ip4(udp_p, expect, snat, b2, {.ttl = 63, .l4_csum = false})),
            {{}, {{l4_event::new_flows, 1}}});
     EXPECT_EQ(_l4->ct4.size(), 2u);
+}
+
+TEST_F(L4, RepliesFollowTheClientsNeighbourWhenItChanges)
+{
+    const auto* ep = pick(view(), client, vip, 5600, 7001, udp_p);
+    ASSERT_NE(ep, nullptr);
+    const net::ip_addr b = addr_of(*ep);
+    ASSERT_EQ(send(0, from_client(ip4(udp_p, udpdgram(5600, 7001, 10), client, vip))).lan.size(),
+              1u);
+    const bytes reply = from_backend(b, ip4(udp_p, udpdgram(8001, 1024, 30), b, snat));
+    const bytes back = ip4(udp_p, udpdgram(7001, 5600, 30), vip, client, {.ttl = 63});
+    golden("reply: the next hop is looked up and kept in the flow", 1, reply, 0, to_client(back),
+           {{}, {{l4_event::reply_hits, 1}}});
+    golden("reply: the flow's own next hop", 1, reply, 0, to_client(back),
+           {{}, {{l4_event::reply_hits, 1}}});
+    // The client's MAC changes (a new neighbour table): the flow's cached hop is stale.
+    const net::mac_addr moved_mac = mac(0, 0, 0, 0xcc);
+    publish_neighbours(false, moved_mac);
+    golden("reply after the neighbour changed", 1, reply, 0, to_client(back, moved_mac),
+           {{}, {{l4_event::reply_hits, 1}}});
+    publish_neighbours();
+    golden("and back", 1, reply, 0, to_client(back), {{}, {{l4_event::reply_hits, 1}}});
 }
 
 // ------------------------------------------------------------------------ 5: IPv6

@@ -137,7 +137,12 @@ struct alignas(64) entry_v4 {
     /// when entry_flag_nat_csum is set): [0] IPv4 header and [1] L4 checksum of a forward
     /// packet, [2] and [3] of a reply.
     uint16_t nat_csum[4];
-    uint8_t reserved[12];
+    /// The caller's cached next hop toward the client (conntrack only stores it): MAC and
+    /// port index, valid while `client_hop_epoch` is the caller's current epoch (0: none).
+    std::array<uint8_t, 6> client_hop_mac;
+    uint8_t client_hop_port;
+    uint8_t reserved;
+    uint32_t client_hop_epoch;
 };
 
 /// IPv6 flow entry: one cache line; VIP and SNAT addresses live in the table's address pool.

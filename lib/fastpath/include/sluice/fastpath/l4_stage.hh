@@ -148,6 +148,12 @@ struct l4_lcore {
     const net::neigh_table* burst_neigh = nullptr;
     uint64_t burst_fib_gen = UINT64_MAX; ///< their generations (fast path; MAX: no table)
     uint64_t burst_neigh_gen = UINT64_MAX;
+    /// Next hops cached in flow entries (toward the client: replies to many clients would
+    /// miss the `nexthops` cache) are valid while their epoch is this one; it moves on each
+    /// time the route or neighbour table changes (the generations last seen below).
+    uint32_t hop_epoch = 1;
+    uint64_t hop_fib_gen = 0;
+    uint64_t hop_neigh_gen = 0;
     stats::lcore_counters* counters = nullptr; ///< the worker's (for the conntrack expiry hook)
     rte_ring* signals = nullptr;               ///< to the control thread (SP/SC)
     rte_ring* resolve = nullptr;               ///< to the control thread (SP/SC)
