@@ -2,6 +2,7 @@
 #include "sluice/fastpath/l4_stage.hh"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include <rte_byteorder.h>
@@ -141,7 +142,9 @@ uint32_t& active_slot(l4_lcore& l, uint64_t id) noexcept
 template <typename E>
 void track(l4_lcore& l, E& e) noexcept
 {
-    ++active_slot(l, e.endpoint_id);
+    // Relaxed atomic stores (plain movs): the control thread reads the slot (l4_active.hh).
+    std::atomic_ref<uint32_t> n(active_slot(l, e.endpoint_id));
+    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     e.flags |= conntrack::entry_flag_counted;
 }
 
@@ -150,8 +153,9 @@ template <typename E>
 void untrack(l4_lcore& l, E& e) noexcept
 {
     if ((e.flags & conntrack::entry_flag_counted) != 0) {
-        uint32_t& n = active_slot(l, e.endpoint_id);
-        n -= n != 0 ? 1 : 0;
+        std::atomic_ref<uint32_t> n(active_slot(l, e.endpoint_id));
+        const uint32_t v = n.load(std::memory_order_relaxed);
+        n.store(v != 0 ? v - 1 : 0, std::memory_order_relaxed);
         e.flags = static_cast<uint8_t>(e.flags & ~conntrack::entry_flag_counted);
     }
 }
@@ -363,19 +367,58 @@ void clamp(const pkt& p, stats::lcore_counters& c, uint16_t limit) noexcept
 /// reply), quoting its IP header and 8 bytes, sent back by the port it came in by. It is
 /// smaller than the packet it answers (no amplification). IPv4 without DF, or with options or
 /// extension headers, is dropped as l4_too_big: the appliance does not fragment.
-l4_decision answer_too_big(const worker_ctx& w, rte_mbuf* m, uint8_t l2_len, uint8_t* l3,
-                           uint8_t family, uint16_t l3_len, uint16_t in_port,
-                           uint32_t next_mtu) noexcept
+/// Its decision is {tx, in port, reason l4_too_big}: callers tell it from a forwarded packet
+/// by the reason (answered(), below). Never about an ICMP error (RFC 1122 3.2.2), never with
+/// an MTU below the family's minimum (68, 1280: the sender could not use it), and at most
+/// icmp_rate per second per lcore with bursts of icmp_burst (RFC 1812 4.3.2.8, RFC 4443
+/// 2.4(f): the sources may be spoofed); otherwise the packet is dropped as l4_too_big.
+constexpr uint32_t icmp_rate = 1000;
+constexpr uint32_t icmp_burst = 100;
+
+bool icmp_allowed(l4_lcore& l) noexcept
+{
+    const uint64_t now = rte_rdtsc();
+    if (l.tsc_hz != 0) {
+        const uint64_t add = (now - l.icmp_refilled) * icmp_rate / l.tsc_hz;
+        if (add != 0) {
+            l.icmp_tokens = static_cast<uint32_t>(
+                l.icmp_tokens + add > icmp_burst ? icmp_burst : l.icmp_tokens + add);
+            l.icmp_refilled = now;
+        }
+    }
+    if (l.icmp_tokens == 0) {
+        return false;
+    }
+    --l.icmp_tokens;
+    return true;
+}
+
+[[gnu::cold]] l4_decision answer_too_big(const worker_ctx& w, rte_mbuf* m, uint8_t l2_len,
+                                         uint8_t* l3, uint8_t family, uint16_t l3_len,
+                                         uint16_t in_port, uint32_t next_mtu) noexcept
 {
     const unsigned ip_len = family == 4 ? 20u : 40u;
     const bool df = family == 6 || (l3[6] & 0x40) != 0;
-    if (!df || l3_len != ip_len || in_port >= w.ports.size()) {
+    const uint8_t proto = family == 4 ? l3[9] : l3[6];
+    if (!df || l3_len != ip_len || proto == proto_icmp || proto == proto_icmp6 ||
+        next_mtu < (family == 4 ? 68u : 1280u) || w.l4 == nullptr || !icmp_allowed(*w.l4)) {
+        return dropped(drop::l4_too_big);
+    }
+    // Back by the port the packet arrived on: the mbuf says (a reply redirected from another
+    // worker was processed as if it came in by the first port).
+    for (const port_ctx& pc : w.ports) {
+        if (pc.nic == m->port) {
+            in_port = pc.index;
+            break;
+        }
+    }
+    if (in_port >= w.ports.size()) {
         return dropped(drop::l4_too_big);
     }
     const unsigned quote = ip_len + 8;
     const unsigned msg = 8 + quote;
     uint8_t q[48];
-    std::memcpy(q, l3, quote);
+    std::memcpy(q, l3, family == 4 ? 28 : 48);
     uint8_t* eth = l3 - l2_len;
     uint8_t mac[6];
     std::memcpy(mac, eth + 6, 6);
@@ -416,7 +459,7 @@ l4_decision answer_too_big(const worker_ctx& w, rte_mbuf* m, uint8_t l2_len, uin
         icmp[6] = static_cast<uint8_t>(next_mtu >> 8);
         icmp[7] = static_cast<uint8_t>(next_mtu);
     }
-    std::memcpy(icmp + 8, q, quote);
+    std::memcpy(icmp + 8, q, family == 4 ? 28 : 48);
     if (family == 4) {
         net::ipv4_set_checksum(l3);
     }
@@ -426,7 +469,13 @@ l4_decision answer_too_big(const worker_ctx& w, rte_mbuf* m, uint8_t l2_len, uin
         rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - keep));
     }
     w.counters->count(l4_event::icmp_too_big);
-    return {l4_verdict::tx, in_port, drop::count};
+    return {l4_verdict::tx, in_port, drop::l4_too_big};
+}
+
+/// True when `d` sends the packet back as an ICMP answer rather than forwarding it.
+constexpr bool answered(const l4_decision& d) noexcept
+{
+    return d.v == l4_verdict::tx && d.reason != drop::count;
 }
 
 /// Full-NAT rewrite of `p` to `t`, then L2 toward `t.dst`.
@@ -601,6 +650,8 @@ struct v4_words {
     uint32_t ports;
     uint32_t dst;
 };
+// always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
+// loop keeps its registers (out of line, callgrind counts the call and the spills).
 [[gnu::always_inline]] inline v4_words rewrite_words(const conntrack::entry_v4& e,
                                                      bool fwd) noexcept
 {
@@ -711,8 +762,8 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
         }
         // Tracked only once the packet is on its way (a drop leaves no flow behind).
         const l4_decision d = encap_out(w, p, svc.fwd, *ep, h, now);
-        if (d.v != l4_verdict::tx) {
-            return d;
+        if (d.v != l4_verdict::tx || answered(d)) {
+            return d; // dropped, or answered with an ICMP error: no flow
         }
         auto* e = ct.insert_single(fk, ep->addr.data(), ep->port, ep->id, now);
         if (e == nullptr) {
@@ -945,7 +996,7 @@ l4_decision icmp_client(const worker_ctx& w, const l4_view& view, const pkt& p,
         const forwarding fwd =
             svc == nullptr || svc->fwd == forwarding::fullnat ? forwarding::ipip : svc->fwd;
         const l4_decision d = encap_out(w, p, fwd, ep, h, now);
-        if (d.v == l4_verdict::tx) {
+        if (d.v == l4_verdict::tx && !answered(d)) {
             c.count(l4_event::icmp_translated);
         }
         return d;
@@ -1325,6 +1376,8 @@ namespace {
 /// IPv4 with a 20-byte header, not a fragment, TTL above 1, TCP without SYN or UDP, lengths
 /// consistent with the frame and the whole L4 header present. Everything parse_frame would
 /// call malformed fails here too (the test is stricter), so such frames keep their reasons.
+// always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
+// loop keeps its registers (out of line, callgrind counts the call and the spills).
 [[gnu::always_inline]] inline uint8_t* fast_eligible(rte_mbuf* m) noexcept
 {
     if (!rte_pktmbuf_is_contiguous(m)) {
@@ -1356,6 +1409,8 @@ namespace {
 
 /// The next hop of IPv4 destination `dst` (its 4 bytes as loaded) from the per-lcore cache,
 /// else from next_hop(), which fills the cache. Same answers as next_hop().
+// always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
+// loop keeps its registers (out of line, callgrind counts the call and the spills).
 [[gnu::always_inline]] inline drop next_hop_v4(l4_lcore& l, stats::lcore_counters& c, uint32_t dst,
                                                uint64_t now, uint16_t& port,
                                                const net::mac_addr*& mac) noexcept
@@ -1374,6 +1429,36 @@ namespace {
     uint8_t a[4];
     std::memcpy(a, &dst, 4);
     return next_hop(l, c, 4, a, now, port, mac);
+}
+
+/// True when the published `view` has a listener for a client packet's destination (VIP,
+/// port, protocol from the raw key words): remembered per view generation, so a packet of
+/// an established flow pays a multiply and two compares, not view->find().
+// always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
+// loop keeps its registers (out of line, callgrind counts the call and the spills).
+[[gnu::always_inline]] inline bool listener_exists(l4_lcore& l, const l4_view* view, uint64_t addrs,
+                                                   uint64_t ports_proto) noexcept
+{
+    if (view == nullptr) {
+        return false;
+    }
+    const auto dst = static_cast<uint32_t>(addrs >> 32);
+    const auto dport = static_cast<uint16_t>(ports_proto >> 16);
+    const auto proto = static_cast<uint8_t>(ports_proto >> 32);
+    const uint64_t key = dst | (uint64_t{dport} << 32) | (uint64_t{proto} << 48) | (1ULL << 56);
+    auto& memo = l.listeners[(key * 0x9e3779b97f4a7c15ULL) >> 58];
+    static_assert(std::tuple_size_v<decltype(l4_lcore::listeners)> == 64);
+    if (memo.key == key && memo.generation == view->generation()) {
+        return true;
+    }
+    uint8_t a[4];
+    std::memcpy(a, &dst, 4);
+    if (view->find(4, a, proto, dport) == nullptr) {
+        return false;
+    }
+    memo.key = key;
+    memo.generation = view->generation();
+    return true;
 }
 
 } // namespace
@@ -1454,6 +1539,7 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         l.hop_epoch = l.hop_epoch + 1 == 0 ? 1 : l.hop_epoch + 1;
     }
     static_assert(stats::max_ports <= 256, "entry_v4::client_hop_port is one byte");
+    const l4_view* view = l.view != nullptr ? l.view->load() : nullptr;
     auto& c = *w.counters;
     const uint64_t now = rte_rdtsc();
     uint64_t hits[2] = {0, 0};
@@ -1468,6 +1554,9 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         }
         const bool fwd = m.dir == direction::forward;
         const auto proto = static_cast<uint8_t>(ports[j] >> 32);
+        if (fwd && !listener_exists(l, view, addrs[j], ports[j])) {
+            continue; // its VIP left the config: the full stage gives it to the kernel
+        }
         uint8_t* l4 = ip[j] + 20;
         if (proto == proto_tcp) {
             if (!fwd && e->st == conntrack::state::tcp_syn_sent) {

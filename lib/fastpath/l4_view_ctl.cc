@@ -1,6 +1,7 @@
 // Control side of the L4 view: build_l4_view() and the view's lookups. The builder allocates
 // and builds Maglev tables; the lookups (find, choose) are hot-path safe.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 
@@ -514,7 +515,9 @@ struct l4_view_builder {
 
 result<std::unique_ptr<l4_view>> build_l4_view(const l4_view_input& in)
 {
+    static std::atomic<uint64_t> generations{0};
     auto v = std::make_unique<l4_view>();
+    v->_generation = generations.fetch_add(1, std::memory_order_relaxed) + 1;
     if (in.snap == nullptr) {
         return v;
     }

@@ -282,7 +282,8 @@ void worker_loop(const worker_ctx& w) noexcept
             w.qsbr->online(w.reader_id);
         }
     }
-    worker_flush(w); // nothing left waiting in the pipeline
+    worker_flush(w);                // nothing left waiting in the pipeline
+    w.qsbr->quiescent(w.reader_id); // it read published tables: release them too
 }
 
 } // namespace sluice::fastpath

@@ -1095,6 +1095,25 @@ TEST_F(L4, RepliesFollowTheClientsNeighbourWhenItChanges)
     golden("and back", 1, reply, 0, to_client(back), {{}, {{l4_event::reply_hits, 1}}});
 }
 
+TEST_F(L4, AnEstablishedFlowStopsWhenItsVipLeavesTheConfig)
+{
+    const auto* ep = pick(view(), client, vip, 5700, 7001, udp_p);
+    ASSERT_NE(ep, nullptr);
+    const net::ip_addr b = addr_of(*ep);
+    const bytes dgram = from_client(ip4(udp_p, udpdgram(5700, 7001, 10), client, vip));
+    ASSERT_EQ(send(0, dgram).lan.size(), 1u);
+    const uint64_t fast_before = _l4->fast_taken;
+    golden("established: the fast path", 0, dgram, 1,
+           to_backend(b, ip4(udp_p, udpdgram(1024, 8001, 10), snat, b, {.ttl = 63})),
+           {{}, {{l4_event::flow_hits, 1}}});
+    EXPECT_EQ(_l4->fast_taken, fast_before + 1);
+    // The Service is deleted: its packets are no longer L4's (the kernel's, as any packet to
+    // an address without a listener), established or not, exactly as in the full stage.
+    _view->publish(fastpath::build_l4_view(fastpath::l4_view_input{}).value());
+    golden("the VIP left the config", 0, dgram, 2, {}, {});
+    EXPECT_EQ(_l4->fast_taken, fast_before + 1);
+}
+
 // ------------------------------------------------------------------------ 5: IPv6
 
 TEST_F(L4, Ipv6SynIsFullNatedWithHopLimitDecremented)

@@ -22,8 +22,9 @@
 ///
 /// SNAT ports and lcores: worker w of W owns SNAT ports [1024 + w*S, 1024 + (w+1)*S) with
 /// S = port_span on every SNAT address, so the owner of a reply is known from its destination
-/// port alone. S is 64512 / W, or up to 1/16 less with rte_flow steering so that the ranges
-/// split into few (value, mask) blocks (glue::snat_port_span); ports above W*S are never used.
+/// port alone. S is 64512 / W, or up to 1/16 less with `l4.flow_steering = "auto"` (even when
+/// the NIC then refuses the rules) so that the ranges split into few (value, mask) blocks
+/// (glue::snat_port_span); ports above W*S are never used.
 /// A reply that RSS delivered to another lcore is handed to its owner through a software ring
 /// (the vdev path, and the safety net on NICs, where rte_flow rules on the ranges steer
 /// replies to their owner's queue: glue/flow_steering.hh).
@@ -154,6 +155,17 @@ struct l4_lcore {
     uint32_t hop_epoch = 1;
     uint64_t hop_fib_gen = 0;
     uint64_t hop_neigh_gen = 0;
+    /// Listeners the fast path found in the published view (direct-mapped by VIP, port and
+    /// protocol; valid for one view generation): an established flow's packet is only taken
+    /// while its listener exists, as the full stage requires, for about a dozen instructions.
+    struct listener_memo {
+        uint64_t key = 0; ///< VIP | port << 32 | protocol << 48 | 1 << 56 (0: empty)
+        uint64_t generation = 0;
+    };
+    std::array<listener_memo, 64> listeners{};
+    /// ICMP errors the lcore may still send now (path MTU answers; refilled with time).
+    uint32_t icmp_tokens = 0;
+    uint64_t icmp_refilled = 0;                ///< TSC of the last refill
     stats::lcore_counters* counters = nullptr; ///< the worker's (for the conntrack expiry hook)
     rte_ring* signals = nullptr;               ///< to the control thread (SP/SC)
     rte_ring* resolve = nullptr;               ///< to the control thread (SP/SC)
@@ -166,7 +178,7 @@ struct l4_lcore {
     /// The worker's burst pipeline (see fast_burst): `bursts[pending]` waits for its rest.
     std::array<fast_burst, 2> bursts{};
     int pending = -1;        ///< index of the waiting burst, -1: none
-    uint64_t fast_taken = 0; ///< packets l4_fast_path finished
+    uint64_t fast_taken = 0; ///< packets l4_fast_path decided (forwarded, answered or dropped)
     /// Endpoints with a failure reported and no success since (direct-mapped by id): a
     /// success is signalled only for them, so a healthy flood of SYN-ACKs costs no ring
     /// traffic.
@@ -216,8 +228,11 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
 /// SYN, found in this lcore's IPv4 table as a two-key flow (a reply that still waits for its
 /// SYN-ACK excepted). Fills `out[i]` for the packets it took and returns the bit mask (bit i:
 /// packet i) of the others, which go through classify_stage and l4_stage as before.
-/// An established flow's packets do not look for their listener: a flow outlives its VIP
-/// (removed from the config) and drains until it closes or times out, like a removed endpoint.
+/// A client's packet is taken only while its listener exists (remembered per view
+/// generation), as in the full stage: a VIP removed from the config stops at once.
+/// One difference in order: the fast path decides its packets before the full stage runs the
+/// burst's others, so a slow packet that replaces a flow (a SYN reusing a closed 5-tuple) does
+/// not affect a later packet of that 5-tuple in the same burst (it would need a round trip).
 /// l4_fast_path is l4_fast_begin then l4_fast_finish; `b.pkts` and `b.n` set by the caller.
 uint32_t l4_fast_path(const worker_ctx& w, uint16_t in_port, std::span<rte_mbuf* const> pkts,
                       std::span<l4_decision> out) noexcept;

@@ -129,6 +129,10 @@ struct l4_service {
 [[nodiscard]] uint64_t flow_hash(uint8_t family, const uint8_t* src, const uint8_t* dst,
                                  uint16_t sport, uint16_t dport, uint8_t proto) noexcept;
 
+struct l4_view_input;
+class l4_view;
+[[nodiscard]] result<std::unique_ptr<l4_view>> build_l4_view(const l4_view_input& in);
+
 class l4_view {
 public:
     /// The listener for a destination, or nullptr. Hot path: one hash, a few probes.
@@ -145,6 +149,10 @@ public:
     /// fragments, which carry no ports, are recognised by it. Binary search.
     [[nodiscard]] bool has_vip_address(uint8_t family, const uint8_t* addr) const noexcept;
 
+    /// Unique per built view (never reused, unlike an address): caches of "this listener
+    /// exists" are valid for one generation.
+    [[nodiscard]] uint64_t generation() const noexcept { return _generation; }
+
     [[nodiscard]] const std::vector<l4_service>& services() const noexcept { return _services; }
     [[nodiscard]] size_t cluster_count() const noexcept { return _clusters.size(); }
     [[nodiscard]] const l4_cluster& cluster(size_t i) const noexcept { return *_clusters[i]; }
@@ -153,10 +161,12 @@ public:
 
 private:
     friend struct l4_view_builder;
+    friend result<std::unique_ptr<l4_view>> build_l4_view(const l4_view_input& in);
     std::vector<l4_service> _services;
     std::vector<uint32_t> _slots; ///< service index + 1 (0 empty), power-of-two size
     std::vector<std::array<uint8_t, 17>> _vip_addrs; ///< family + address, sorted
     uint64_t _mask = 0;
+    uint64_t _generation = 0;
     std::vector<std::shared_ptr<const l4_cluster>> _clusters; ///< by name
 };
 
