@@ -87,19 +87,9 @@ echo "sluiced: $SLUICED ($(buildtype "$bdir") build); testpmd: $(command -v dpdk
 NS="slperfl4$$r$RANDOM"
 tmp=$(mktemp -d /tmp/sluice-l4perf.XXXXXX)
 PID=""
-stop_pid() { # stop_pid PID: SIGTERM, 15 s, then SIGKILL
-  local p=$1 i
-  kill -TERM "$p" 2>/dev/null || return 0
-  for i in $(seq 1 150); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
 cleanup() {
   exec 3>&- 2>/dev/null || true
-  [ -n "$PID" ] && stop_pid "$PID"
+  [ -n "$PID" ] && stop_pid "$PID" 15 || true
   local pids
   pids=$(ip netns pids "$NS" 2>/dev/null || true)
   # shellcheck disable=SC2086
@@ -208,10 +198,10 @@ run_sluiced() {
         dev lan nud permanent
     done
     sleep 0.3
-    dump >/dev/null || { stop_pid "$PID"; PID=""; return 1; }
+    dump >/dev/null || { stop_pid "$PID" 15 || true; PID=""; return 1; }
     a=$(flat | sed -n 's/^drop.l4_no_neighbour=//p')
     sleep 0.3
-    dump >/dev/null || { stop_pid "$PID"; PID=""; return 1; }
+    dump >/dev/null || { stop_pid "$PID" 15 || true; PID=""; return 1; }
     b=$(flat | sed -n 's/^drop.l4_no_neighbour=//p')
     if [ "$a" = "$b" ] && [ "$(in_ns ip neigh show dev lan nud permanent | wc -l)" = "$BACKENDS" ]; then
       ok=1
@@ -222,14 +212,14 @@ run_sluiced() {
   if [ $ok = 0 ]; then
     echo "sluiced $s run $r: the backends' neighbours never settled; kernel table:" >&2
     in_ns ip neigh show dev lan >&2
-    stop_pid "$PID"; PID=""
+    stop_pid "$PID" 15 || true; PID=""
     return 1
   fi
   # Set-up: (established) every flow in conntrack, or (new flows) one whole pass of SYNs
   # done. Bounded: 60 s.
   ok=0
   for i in $(seq 1 300); do
-    dump >/dev/null || { stop_pid "$PID"; PID=""; return 1; }
+    dump >/dev/null || { stop_pid "$PID" 15 || true; PID=""; return 1; }
     flat >"$tmp/now"
     if [ "$(val "$tmp/now" l4.new_flows)" -ge "$FLOWS" ]; then ok=1; break; fi
     sleep 0.2
@@ -237,7 +227,7 @@ run_sluiced() {
   if [ $ok = 0 ]; then
     echo "sluiced $s run $r: flows not set up within 60 s; last counters:" >&2
     grep -v '=0$' "$tmp/now" >&2
-    stop_pid "$PID"; PID=""
+    stop_pid "$PID" 15 || true; PID=""
     return 1
   fi
   sleep "$WARMUP"
@@ -246,7 +236,7 @@ run_sluiced() {
   sleep "$WINDOW"
   t1=$(dump) || return 1
   flat >"$tmp/b"
-  stop_pid "$PID"
+  stop_pid "$PID" 15 || true
   PID=""
   # Deltas of every counter that moved in the window.
   join -t= <(sort "$tmp/a") <(sort "$tmp/b") |
@@ -319,7 +309,7 @@ run_testpmd() {
   echo "quit" >&3
   exec 3>&-
   for i in $(seq 1 150); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-  stop_pid "$PID"
+  stop_pid "$PID" 15 || true
   PID=""
   # Port P's RX/TX packets in the two "show" outputs (the last 2*NPORTS blocks).
   awk -v nports="$NPORTS" -v n0="$n0" '

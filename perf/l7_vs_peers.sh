@@ -128,19 +128,9 @@ MAXCONN=$((want_fd / 2 - 100))
 tmp=$(mktemp -d /tmp/sluice-l7perf.XXXXXX)
 PIDS=()    # every process started, stopped in reverse order at exit
 WORKERS=() # nginx workers (their master stops them; killed after it if it could not)
-stop_pid() { # stop_pid PID: SIGTERM, 5 s, then SIGKILL
-  local p=$1 i
-  kill -TERM "$p" 2>/dev/null || return 0
-  for i in $(seq 1 50); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
 cleanup() {
   local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}" 5 || true; done
   for i in "${WORKERS[@]}"; do kill -KILL "$i" 2>/dev/null || true; done
   rm -rf "$tmp"
 }
@@ -399,13 +389,13 @@ for p in "${PROXIES[@]}"; do
   fi
   sleep 0.5
   rss1=$(rss_kb "${WPID[$p]}")
-  stop_pid "$ipid"
+  stop_pid "$ipid" 5 || true
   IDLE[$p]=$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE_CONNS" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
   echo "idle $p: $IDLE_CONNS connections, VmRSS ${rss0} kB -> ${rss1} kB: ${IDLE[$p]} bytes per connection"
 done
 
 # --- the end ------------------------------------------------------------------------------------
-stop_pid "${WPID[sluice]}"
+stop_pid "${WPID[sluice]}" 5 || true
 echo "sluice-l7d exit report: $(grep '^sluice-l7d: stats' "$tmp/sluice.log" | tail -n 1 | sed 's/^sluice-l7d: stats //')"
 for p in "${PROXIES[@]}"; do
   echo "raw $p: rps=[${RPS[$p]% }] proxy_cpu_pct=[${CPU[$p]% }] rq_per_cpu_s=[${EFF[$p]% }]" \
@@ -441,7 +431,7 @@ APP_RUNS=${APP_RUNS:-$RUNS}
 APP_DURATION=${APP_DURATION:-$DURATION}
 cleanup_loopback() {
   local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}" 5 || true; done
   for i in "${WORKERS[@]}"; do kill -KILL "$i" 2>/dev/null || true; done
   PIDS=()
   WORKERS=()

@@ -643,7 +643,7 @@ l4_decision answer_rst(const worker_ctx& w, const pkt& p) noexcept
 }
 
 /// The new addresses and ports of a packet of IPv4 full-NAT flow `e` (raw words, as
-/// nat_rewrite_v4_words takes them): the other key's, swapped. Forward -> (SNAT, backend),
+/// nat_rewrite_v4_delta takes them): the other key's, swapped. Forward -> (SNAT, backend),
 /// reply -> (VIP, client); `dst` is the new destination address. See entry_v4's layout.
 struct v4_words {
     uint64_t addrs;
@@ -880,12 +880,43 @@ l4_decision reply(const worker_ctx& w, const pkt& p, uint16_t sport, uint16_t dp
     return nat_out<F>(w, p, t, now, true);
 }
 
+/// Sends ICMP error `p` on, translated: its quote becomes `quoted` (the packet the receiver
+/// sent), and it comes from quoted's destination to quoted's source (icmp_reply: from the
+/// VIP to the client; icmp_client: from the SNAT address to the backend).
+template <typename F>
+l4_decision send_translated(const worker_ctx& w, const pkt& p, uint8_t* icmp, size_t icmp_len,
+                            const net::icmp_quote& q, const flow_key& quoted, uint64_t now) noexcept
+{
+    auto& c = *w.counters;
+    uint16_t port = 0;
+    const net::mac_addr* mac = nullptr;
+    if (const drop d = next_hop(*w.l4, c, F::family, quoted.src.data(), now, port, mac);
+        d != drop::count) {
+        return dropped(d);
+    }
+    if (port >= w.ports.size()) {
+        return dropped(drop::l4_no_route);
+    }
+    const net::nat_tuple inner{quoted.src.data(), quoted.dst.data(), quoted.sport, quoted.dport};
+    const bool ok = F::family == 4
+                        ? net::icmp4_error_translate(p.l3, icmp, icmp_len, q, quoted.dst.data(),
+                                                     quoted.src.data(), inner, true)
+                        : net::icmp6_error_translate(p.l3, icmp, icmp_len, q, quoted.dst.data(),
+                                                     quoted.src.data(), inner, true);
+    if (!ok) {
+        return dropped(drop::l4_ttl_exceeded);
+    }
+    c.count(l4_event::icmp_translated);
+    write_l2(p.m, p.fi->l2_len, w.ports[port], *mac,
+             F::family == 4 ? ether_ipv4_be : ether_ipv6_be);
+    return {l4_verdict::tx, port, drop::count};
+}
+
 /// An ICMP error to an SNAT address about a full-NAT flow: translated back to the client.
 template <typename F>
 l4_decision icmp_reply(const worker_ctx& w, const pkt& p, uint64_t now, bool redirected) noexcept
 {
     l4_lcore& l = *w.l4;
-    auto& c = *w.counters;
     if (p.fi->l4_off == 0 || p.fi->fragment) {
         return {};
     }
@@ -921,29 +952,8 @@ l4_decision icmp_reply(const worker_ctx& w, const pkt& p, uint64_t now, bool red
     if (m.e == nullptr || m.dir != direction::reverse) {
         return dropped(drop::l4_no_flow);
     }
-    const flow_key fk = ct.forward_key(*m.e);
     // The quote becomes what the client sent (client -> VIP); the error comes from the VIP.
-    const net::nat_tuple inner{fk.src.data(), fk.dst.data(), fk.sport, fk.dport};
-    uint16_t port = 0;
-    const net::mac_addr* mac = nullptr;
-    if (const drop d = next_hop(l, c, F::family, fk.src.data(), now, port, mac); d != drop::count) {
-        return dropped(d);
-    }
-    if (port >= w.ports.size()) {
-        return dropped(drop::l4_no_route);
-    }
-    const bool ok = F::family == 4
-                        ? net::icmp4_error_translate(p.l3, icmp, icmp_len, q, fk.dst.data(),
-                                                     fk.src.data(), inner, true)
-                        : net::icmp6_error_translate(p.l3, icmp, icmp_len, q, fk.dst.data(),
-                                                     fk.src.data(), inner, true);
-    if (!ok) {
-        return dropped(drop::l4_ttl_exceeded);
-    }
-    c.count(l4_event::icmp_translated);
-    write_l2(p.m, p.fi->l2_len, w.ports[port], *mac,
-             F::family == 4 ? ether_ipv4_be : ether_ipv6_be);
-    return {l4_verdict::tx, port, drop::count};
+    return send_translated<F>(w, p, icmp, icmp_len, q, ct.forward_key(*m.e), now);
 }
 
 /// An ICMP error from the client side to a VIP, about a packet the appliance sent from the
@@ -1001,29 +1011,8 @@ l4_decision icmp_client(const worker_ctx& w, const l4_view& view, const pkt& p,
         }
         return d;
     }
-    const flow_key rk = ct.reverse_key(e); // backend -> SNAT
-    uint16_t port = 0;
-    const net::mac_addr* mac = nullptr;
-    if (const drop d = next_hop(l, c, F::family, rk.src.data(), now, port, mac); d != drop::count) {
-        return dropped(d);
-    }
-    if (port >= w.ports.size()) {
-        return dropped(drop::l4_no_route);
-    }
     // The quote becomes what the backend sent (backend -> SNAT); the error comes from SNAT.
-    const net::nat_tuple inner{rk.src.data(), rk.dst.data(), rk.sport, rk.dport};
-    const bool ok = F::family == 4
-                        ? net::icmp4_error_translate(p.l3, icmp, icmp_len, q, rk.dst.data(),
-                                                     rk.src.data(), inner, true)
-                        : net::icmp6_error_translate(p.l3, icmp, icmp_len, q, rk.dst.data(),
-                                                     rk.src.data(), inner, true);
-    if (!ok) {
-        return dropped(drop::l4_ttl_exceeded);
-    }
-    c.count(l4_event::icmp_translated);
-    write_l2(p.m, p.fi->l2_len, w.ports[port], *mac,
-             F::family == 4 ? ether_ipv4_be : ether_ipv6_be);
-    return {l4_verdict::tx, port, drop::count};
+    return send_translated<F>(w, p, icmp, icmp_len, q, ct.reverse_key(e), now);
 }
 
 /// The fragment identification of an IPv4 packet, or of the fragment header of an IPv6 one

@@ -375,34 +375,6 @@ bool nat_rewrite_v4(uint8_t* ip, uint8_t* l4, uint8_t proto, const nat_tuple& t,
     return true;
 }
 
-bool nat_rewrite_v4_words(uint8_t* ip, uint8_t* l4, uint8_t proto, uint64_t addrs,
-                          uint32_t ports) noexcept
-{
-    if ((proto != proto_tcp && proto != proto_udp) || ip[8] <= 1) {
-        return false;
-    }
-    uint64_t old_a;
-    uint32_t old_p;
-    std::memcpy(&old_a, ip + 12, 8);
-    std::memcpy(&old_p, l4, 4);
-    // diff_native over the two 4-byte address words, then the port word: 32-bit words fold
-    // like pairs of 16-bit ones (2^16 = 1 mod 0xffff).
-    const uint64_t addr_diff = uint64_t{static_cast<uint32_t>(~old_a)} +
-                               static_cast<uint32_t>(addrs) +
-                               uint64_t{static_cast<uint32_t>(~(old_a >> 32))} + (addrs >> 32);
-    const uint64_t ip_diff = dec_ttl_diff(ip + 8, addr_diff);
-    std::memcpy(ip + 12, &addrs, 8);
-    patch_csum(ip + 10, ip_diff);
-    const uint64_t l4_diff = addr_diff + uint64_t{static_cast<uint32_t>(~old_p)} + ports;
-    std::memcpy(l4, &ports, 4);
-    if (proto == proto_udp) {
-        patch_udp_csum(l4 + 6, l4_diff);
-    } else {
-        patch_csum(l4 + 16, l4_diff);
-    }
-    return true;
-}
-
 nat_v4_delta nat_v4_delta_of(uint64_t old_addrs, uint32_t old_ports, uint64_t addrs,
                              uint32_t ports) noexcept
 {

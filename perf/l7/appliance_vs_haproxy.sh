@@ -104,21 +104,6 @@ SLUICED_PID=""
 HAPROXY_PID=""
 BACKEND_PID=""
 in_ns() { local n=$1; shift; ip netns exec "$PFX-$n" "$@"; }
-stop_pid() { # stop_pid PID: SIGTERM, 10 s, then SIGKILL; returns the exit status
-  local p=$1 i rc=0
-  kill -TERM "$p" 2>/dev/null || return 0
-  for i in $(seq 1 100); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$p" 2>/dev/null; then
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-    return 137
-  fi
-  wait "$p" 2>/dev/null || rc=$?
-  return $rc
-}
 cleanup() {
   [ -z "$SLUICED_PID" ] || stop_pid "$SLUICED_PID" || true
   [ -z "$HAPROXY_PID" ] || stop_pid "$HAPROXY_PID" || true

@@ -412,9 +412,9 @@ bytes pkt6(uint8_t proto, const addr6& src, const addr6& dst, uint16_t sport, ui
     return p;
 }
 
-TEST(RewriteNat, WordsAndDeltaFormsMatchNatRewriteV4Randomized)
+TEST(RewriteNat, DeltaFormMatchesNatRewriteV4Randomized)
 {
-    // The fast path's nat_rewrite_v4_words against nat_rewrite_v4 (with TTL decrement) on
+    // The fast path's nat_rewrite_v4_delta against nat_rewrite_v4 (with TTL decrement) on
     // random TCP and UDP packets, corner checksums and a UDP checksum of 0 included.
     std::mt19937 rng(7);
     for (int i = 0; i < 20000; ++i) {
@@ -441,18 +441,15 @@ TEST(RewriteNat, WordsAndDeltaFormsMatchNatRewriteV4Randomized)
         std::memcpy(reinterpret_cast<uint8_t*>(&addrs) + 4, nd.data(), 4);
         std::memcpy(&ports, &sp, 2);
         std::memcpy(reinterpret_cast<uint8_t*>(&ports) + 2, &dp, 2);
-        bytes r = q;
-        EXPECT_EQ(nat_rewrite_v4_words(q.data(), q.data() + 20, proto, addrs, ports), ok);
-        ASSERT_EQ(p, q) << "packet " << i;
         if (ok) {
             // The per-flow delta form gives the same bytes.
             uint64_t old_a;
             uint32_t old_p;
-            std::memcpy(&old_a, r.data() + 12, 8);
-            std::memcpy(&old_p, r.data() + 20, 4);
-            nat_rewrite_v4_delta(r.data(), r.data() + 20, proto, addrs, ports,
+            std::memcpy(&old_a, q.data() + 12, 8);
+            std::memcpy(&old_p, q.data() + 20, 4);
+            nat_rewrite_v4_delta(q.data(), q.data() + 20, proto, addrs, ports,
                                  nat_v4_delta_of(old_a, old_p, addrs, ports));
-            ASSERT_EQ(p, r) << "packet " << i << " (delta form)";
+            ASSERT_EQ(p, q) << "packet " << i;
         }
     }
 }

@@ -84,13 +84,6 @@ struct nat_tuple {
 bool nat_rewrite_v4(uint8_t* ip, uint8_t* l4, uint8_t proto, const nat_tuple& t,
                     bool dec_ttl) noexcept;
 
-/// nat_rewrite_v4 with `dec_ttl`, for the established-flow fast path: the new addresses and
-/// ports come as raw words (`addrs`: the 8 bytes of source then destination address, `ports`:
-/// the 4 bytes of source then destination port, each as an 8- or 4-byte memcpy of those bytes
-/// would load them), the header is 20 bytes. Same result and same refusals as nat_rewrite_v4.
-bool nat_rewrite_v4_words(uint8_t* ip, uint8_t* l4, uint8_t proto, uint64_t addrs,
-                          uint32_t ports) noexcept;
-
 /// The checksum changes of one direction of a full-NAT flow, computed once per flow for the
 /// fast path (native one's-complement sums, folded): `ip` for the IPv4 header (addresses and
 /// the TTL decrement), `l4` for the TCP/UDP checksum (pseudo-header addresses and ports).
@@ -100,13 +93,15 @@ struct nat_v4_delta {
 };
 
 /// The delta of rewriting addresses `old_addrs` to `addrs` and ports `old_ports` to `ports`
-/// (the raw words of nat_rewrite_v4_words) with a TTL decrement.
+/// with a TTL decrement. Raw words: `addrs` the 8 bytes of source then destination address,
+/// `ports` the 4 bytes of source then destination port, each as a memcpy of them loads.
 nat_v4_delta nat_v4_delta_of(uint64_t old_addrs, uint32_t old_ports, uint64_t addrs,
                              uint32_t ports) noexcept;
 
-/// nat_rewrite_v4_words for a packet whose addresses and ports are those `d` was computed
-/// from: the same bytes, with the checksum arithmetic done once per flow instead of per
-/// packet. The caller has checked the protocol (TCP or UDP) and the TTL (above 1).
+/// nat_rewrite_v4 with `dec_ttl` (20-byte header) for a packet whose addresses and ports are
+/// those `d` was computed from: the same bytes, with the checksum arithmetic done once per
+/// flow instead of per packet. The caller has checked the protocol (TCP or UDP) and the TTL (above
+/// 1).
 inline void nat_rewrite_v4_delta(uint8_t* ip, uint8_t* l4, uint8_t proto, uint64_t addrs,
                                  uint32_t ports, nat_v4_delta d) noexcept
 {
