@@ -1345,6 +1345,17 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
             }
         }
     }
+    // Pass 2b: with the entries loaded, an expired one's other bucket (reclaiming it clears
+    // that bucket's slot: in a SYN flood, one cold bucket per packet otherwise).
+    for (size_t i = 0; i < n; ++i) {
+        if (r[i].kind == kind_listener) {
+            if (r[i].family == 4) {
+                w.l4->ct4.prefetch_expired_other(r[i].hash, now);
+            } else {
+                w.l4->ct6.prefetch_expired_other(r[i].hash, now);
+            }
+        }
+    }
     // Pass 3: decide, run to completion.
     uint16_t taken = 0;
     for (size_t i = 0; i < n; ++i) {

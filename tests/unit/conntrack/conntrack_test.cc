@@ -662,7 +662,11 @@ void model_test(flow_key (*mk)(uint64_t, uint16_t, uint64_t, uint16_t, uint8_t))
         return mk(rng() % 3000, static_cast<uint16_t>(rng() % 30), 1 + rng() % 3, 80, proto);
     };
     // Looks a key up in both; returns the table's entry.
+    // The burst steps first (hints only: the model then checks they changed nothing).
     auto check = [&](const flow_key& k) -> typename table<F>::entry* {
+        const uint64_t h = t.prefetch_bucket(k);
+        t.prefetch_entry(h);
+        t.prefetch_expired_other(h, now);
         const match<F> m = t.lookup(k, now);
         const auto it = by_key.find(k);
         if (it == by_key.end()) {

@@ -256,6 +256,11 @@ public:
     /// both in cache. Unlike lookup_bulk, the caller may insert and remove between lookups.
     uint64_t prefetch_bucket(const flow_key& k) const noexcept;
     void prefetch_entry(uint64_t h) const noexcept;
+    /// A third step for bursts of new flows (a SYN flood reclaims an expired entry per
+    /// packet): with the candidate entry loaded, when it has expired, starts loading the
+    /// bucket of its other key, which reclaiming it will clear. A hint only (nothing is
+    /// verified or changed); cheap when the entry is live.
+    void prefetch_expired_other(uint64_t h, uint64_t now) const noexcept;
     match<F> lookup_hashed(const flow_key& k, uint64_t h, uint64_t now) noexcept
     {
         return finish(probe(k, h), now);
