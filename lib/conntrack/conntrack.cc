@@ -404,13 +404,11 @@ void table<F>::prefetch_expired_other(uint64_t h, uint64_t now) const noexcept
             continue;
         }
         const entry& e = _entries[((ref & ref_mask) - 1) >> 1];
-        if (e.st == state::free || e.expires >= now ||
-            (e.flags & entry_flag_single_key) != 0) {
+        if (e.st == state::free || e.expires >= now || (e.flags & entry_flag_single_key) != 0) {
             return;
         }
         const bool fwd = (((ref & ref_mask) - 1) & 1) == 0;
-        __builtin_prefetch(
-            &_buckets[bucket_1(hash(fwd ? reverse_key(e) : forward_key(e)), _mask)]);
+        __builtin_prefetch(&_buckets[bucket_1(hash(fwd ? reverse_key(e) : forward_key(e)), _mask)]);
         return;
     }
 }
