@@ -395,7 +395,7 @@ void table<F>::prefetch_entry(uint64_t h) const noexcept
 }
 
 template <typename F>
-void table<F>::prefetch_expired_other(uint64_t h, uint64_t now) const noexcept
+bool table<F>::prefetch_expired_other(uint64_t h, uint64_t now) const noexcept
 {
     const bucket& b1 = _buckets[bucket_1(h, _mask)];
     for (uint32_t m = sig_matches(b1.sig, signature(h)); m != 0; m &= m - 1) {
@@ -404,13 +404,17 @@ void table<F>::prefetch_expired_other(uint64_t h, uint64_t now) const noexcept
             continue;
         }
         const entry& e = _entries[((ref & ref_mask) - 1) >> 1];
-        if (e.st == state::free || e.expires >= now || (e.flags & entry_flag_single_key) != 0) {
-            return;
+        if (e.st == state::free || e.expires >= now) {
+            return e.st == state::free;
         }
-        const bool fwd = (((ref & ref_mask) - 1) & 1) == 0;
-        __builtin_prefetch(&_buckets[bucket_1(hash(fwd ? reverse_key(e) : forward_key(e)), _mask)]);
-        return;
+        if ((e.flags & entry_flag_single_key) == 0) {
+            const bool fwd = (((ref & ref_mask) - 1) & 1) == 0;
+            __builtin_prefetch(
+                &_buckets[bucket_1(hash(fwd ? reverse_key(e) : forward_key(e)), _mask)]);
+        }
+        return true;
     }
+    return true;
 }
 
 template <typename F>

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstring>
 
 #include <rte_byteorder.h>
@@ -655,16 +656,13 @@ struct v4_words {
 [[gnu::always_inline]] inline v4_words rewrite_words(const conntrack::entry_v4& e,
                                                      bool fwd) noexcept
 {
+    // The other key's address word and port word, halves swapped: one load and one rotate each.
     const auto* eb = reinterpret_cast<const uint8_t*>(&e);
-    uint32_t a0;
-    uint32_t a1;
-    uint16_t p0;
-    uint16_t p1;
-    std::memcpy(&a0, eb + (fwd ? 8 : 0), 4);
-    std::memcpy(&a1, eb + (fwd ? 12 : 4), 4);
-    std::memcpy(&p0, eb + (fwd ? 20 : 16), 2);
-    std::memcpy(&p1, eb + (fwd ? 22 : 18), 2);
-    return {a1 | (uint64_t{a0} << 32), p1 | (uint32_t{p0} << 16), a0};
+    uint64_t a;
+    uint32_t p;
+    std::memcpy(&a, eb + (fwd ? 8 : 0), 8);
+    std::memcpy(&p, eb + (fwd ? 20 : 16), 4);
+    return {std::rotl(a, 32), std::rotl(p, 16), static_cast<uint32_t>(a)};
 }
 
 /// Stores a new IPv4 full-NAT flow's checksum changes for the fast path (both directions).
@@ -1139,6 +1137,41 @@ constexpr uint8_t kind_reply = 2;     ///< to an SNAT port this worker owns (has
 constexpr uint8_t kind_reply_far = 3; ///< to an SNAT address, not this worker's port
 constexpr uint8_t kind_none = 4;      ///< not the L4 path's: to the kernel
 
+/// Starts loading the bucket of the reverse key that forward() will probe first for a new
+/// IPv4 full-NAT flow (`nth` new flows of the burst before it): the same endpoint choice,
+/// SNAT address and port cursor, the egress port from the next-hop cache only. A hint: a
+/// wrong guess (the flow exists, an earlier probe collided) costs one useless prefetch.
+void prefetch_new_reverse_v4(const worker_ctx& w, const l4_view& view, const pre& r,
+                             unsigned nth) noexcept
+{
+    l4_lcore& l = *w.l4;
+    const flow_key& fk = r.key;
+    const uint64_t h = flow_hash(4, fk.src.data(), fk.dst.data(), fk.sport, fk.dport, fk.proto);
+    const l4_cluster* cl = nullptr;
+    const l4_endpoint* ep = view.choose(*r.svc, fk.dst.data(), h, &cl);
+    if (ep == nullptr || ep->family != 4 || l.burst_fib == nullptr || l.burst_neigh == nullptr) {
+        return;
+    }
+    uint32_t a;
+    std::memcpy(&a, ep->addr.data(), 4);
+    const nexthop_entry& ce = l.nexthops[nexthop_slot_v4(a) & (l.nexthops.size() - 1)];
+    uint64_t cw[2];
+    std::memcpy(cw, ce.dst.data(), 16);
+    if (cw[0] != a || cw[1] != 0 || ce.family != 4 ||
+        ce.fib_generation != l.burst_fib->generation() ||
+        ce.neigh_generation != l.burst_neigh->generation() || ce.port >= w.ports.size()) {
+        return;
+    }
+    const uint8_t* snat = pick_snat(w.ports[ce.port], 4, h);
+    if (snat == nullptr || l.port_span == 0) {
+        return;
+    }
+    const auto off = static_cast<uint16_t>((l.port_cursor + nth) % l.port_span);
+    const auto port = static_cast<uint16_t>(snat_port_base + l.worker * l.port_span + off);
+    (void)l.ct4.prefetch_bucket(
+        make_key(4, ep->addr.data(), snat, ep->port, rte_cpu_to_be_16(port), fk.proto));
+}
+
 /// Classifies a TCP/UDP packet whose ports are present: its listener or SNAT owner; for the
 /// two kinds that will look conntrack up, hashes the key and starts loading its bucket.
 // always_inline (STYLE H7, measured): out of line, the packet view is spilled to the stack
@@ -1346,13 +1379,24 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
         }
     }
     // Pass 2b: with the entries loaded, an expired one's other bucket (reclaiming it clears
-    // that bucket's slot: in a SYN flood, one cold bucket per packet otherwise).
+    // that bucket's slot), and for a probable new IPv4 full-NAT flow the bucket of the reverse
+    // key its SNAT port probe will look up first. In a SYN flood each was one cold bucket per
+    // packet, waited for in turn.
+    unsigned new_flows = 0; // predicted so far: each moves the SNAT port cursor by one
     for (size_t i = 0; i < n; ++i) {
-        if (r[i].kind == kind_listener) {
-            if (r[i].family == 4) {
-                w.l4->ct4.prefetch_expired_other(r[i].hash, now);
-            } else {
-                w.l4->ct6.prefetch_expired_other(r[i].hash, now);
+        if (r[i].kind != kind_listener) {
+            continue;
+        }
+        if (r[i].family != 4) {
+            w.l4->ct6.prefetch_expired_other(r[i].hash, now);
+            continue;
+        }
+        if (w.l4->ct4.prefetch_expired_other(r[i].hash, now) && view != nullptr &&
+            r[i].svc->fwd == forwarding::fullnat) {
+            const pkt p = make_pkt(pkts[i], v.info[i], in.index);
+            if (p.proto != proto_tcp ||
+                (p.l4[13] & (conntrack::tcp_syn | conntrack::tcp_ack)) == conntrack::tcp_syn) {
+                prefetch_new_reverse_v4(w, *view, r[i], new_flows++);
             }
         }
     }
@@ -1442,15 +1486,17 @@ namespace {
     if (view == nullptr) {
         return false;
     }
-    const auto dst = static_cast<uint32_t>(addrs >> 32);
-    const auto dport = static_cast<uint16_t>(ports_proto >> 16);
-    const auto proto = static_cast<uint8_t>(ports_proto >> 32);
-    const uint64_t key = dst | (uint64_t{dport} << 32) | (uint64_t{proto} << 48) | (1ULL << 56);
+    // (VIP, port, protocol) in one word: ports_proto >> 16 is the destination port and the
+    // protocol above it (nothing higher); bit 56 tells a key from an empty slot.
+    const uint64_t key = (addrs >> 32) | ((ports_proto >> 16) << 32) | (1ULL << 56);
     auto& memo = l.listeners[(key * 0x9e3779b97f4a7c15ULL) >> 58];
     static_assert(std::tuple_size_v<decltype(l4_lcore::listeners)> == 64);
     if (memo.key == key && memo.generation == view->generation()) {
         return true;
     }
+    const auto dst = static_cast<uint32_t>(addrs >> 32);
+    const auto dport = static_cast<uint16_t>(ports_proto >> 16);
+    const auto proto = static_cast<uint8_t>(ports_proto >> 32);
     uint8_t a[4];
     std::memcpy(a, &dst, 4);
     if (view->find(4, a, proto, dport) == nullptr) {

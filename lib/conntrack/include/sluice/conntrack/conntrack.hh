@@ -259,8 +259,9 @@ public:
     /// A third step for bursts of new flows (a SYN flood reclaims an expired entry per
     /// packet): with the candidate entry loaded, when it has expired, starts loading the
     /// bucket of its other key, which reclaiming it will clear. A hint only (nothing is
-    /// verified or changed); cheap when the entry is live.
-    void prefetch_expired_other(uint64_t h, uint64_t now) const noexcept;
+    /// verified or changed); cheap when the entry is live. Returns false when a live
+    /// candidate was found (the key is probably present), true otherwise (probably a new flow).
+    bool prefetch_expired_other(uint64_t h, uint64_t now) const noexcept;
     match<F> lookup_hashed(const flow_key& k, uint64_t h, uint64_t now) noexcept
     {
         return finish(probe(k, h), now);
