@@ -954,17 +954,40 @@ l4_decision icmp_reply(const worker_ctx& w, const pkt& p, uint64_t now, bool red
     return send_translated<F>(w, p, icmp, icmp_len, q, ct.forward_key(*m.e), now);
 }
 
+/// A client-side ICMP error about no flow of this worker. With several workers the flow may
+/// be another's: RSS spreads a flow's packets by their ports, an ICMP error by its addresses
+/// only, so nothing says whose it is. It goes round the workers through their redirect rings
+/// (the mbuf's hash.usr names the worker that received it), each looking it up once; back at
+/// the first, it goes to the kernel (it may be about the kernel's own traffic). Cold path.
+[[gnu::cold]] l4_decision icmp_round(const worker_ctx& w, const pkt& p, bool redirected) noexcept
+{
+    const l4_lcore& l = *w.l4;
+    if (l.workers < 2) {
+        return {};
+    }
+    uint32_t origin = l.worker;
+    if (redirected) {
+        origin = p.m->hash.usr;
+    } else {
+        p.m->hash.usr = origin; // replaces the RSS hash, which nothing reads after RX
+    }
+    const auto next = static_cast<uint16_t>((l.worker + 1) % l.workers);
+    if (origin >= l.workers || next == origin || l.redirect_out[next] == nullptr) {
+        return {};
+    }
+    return {l4_verdict::redirect, next, drop::count};
+}
+
 /// An ICMP error from the client side to a VIP, about a packet the appliance sent from the
 /// VIP (a full-NAT reply, or a DSR backend's packet): the client's host or a router on its
 /// path says the port is closed, the packet too big, the TTL exceeded. Full-NAT: translated
 /// for the backend, from the SNAT address, quoting what the backend sent (SNAT:port <-
 /// backend). DSR: encapsulated to the backend as it is (the backend owns the VIP). An error
 /// about no flow of this worker goes to the kernel (it may be about the kernel's own
-/// traffic, such as an L7 VIP's): with several workers, one whose error RSS delivers to
-/// another worker than the flow's is not translated (nothing in the quote names the owner).
+/// traffic, such as an L7 VIP's), after the other workers had their turn (icmp_round).
 template <typename F>
-l4_decision icmp_client(const worker_ctx& w, const l4_view& view, const pkt& p,
-                        uint64_t now) noexcept
+l4_decision icmp_client(const worker_ctx& w, const l4_view& view, const pkt& p, uint64_t now,
+                        bool redirected) noexcept
 {
     l4_lcore& l = *w.l4;
     auto& c = *w.counters;
@@ -988,7 +1011,7 @@ l4_decision icmp_client(const worker_ctx& w, const l4_view& view, const pkt& p,
     const flow_key fk = make_key(F::family, qdst, qsrc, ld16(ql4 + 2), ld16(ql4), q.proto);
     auto m = ct.lookup(fk, now);
     if (m.e == nullptr || m.dir != direction::forward) {
-        return {};
+        return icmp_round(w, p, redirected);
     }
     const auto& e = *m.e;
     if ((e.flags & conntrack::entry_flag_single_key) != 0) {
@@ -1263,7 +1286,7 @@ l4_decision handle(const worker_ctx& w, const l4_view* view, pkt& p, uint64_t no
             return icmp_reply<F>(w, p, now, redirected);
         }
         if (view != nullptr && view->has_vip_address(F::family, dst)) {
-            return icmp_client<F>(w, *view, p, now);
+            return icmp_client<F>(w, *view, p, now, redirected);
         }
     }
     return {};

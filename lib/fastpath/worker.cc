@@ -39,6 +39,26 @@ void tx_burst(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t 
     }
 }
 
+/// Frames another worker handed over that go to the kernel after all (a client-side ICMP
+/// error no worker's flow claimed): each by the exception port of the port it arrived on
+/// (m->port), the first port when that is unknown. Cold path.
+[[gnu::cold]] void punt_by_arrival(const worker_ctx& w, rte_mbuf* const* pkts, uint16_t n) noexcept
+{
+    for (uint16_t i = 0; i < n; ++i) {
+        const port_ctx* to = &w.ports[0];
+        for (const auto& pc : w.ports) {
+            if (pc.nic == pkts[i]->port) {
+                to = &pc;
+                break;
+            }
+        }
+        if (rte_ring_sp_enqueue(to->punt[w.queue], pkts[i]) != 0) {
+            w.counters->count_drop(stats::drop::exception_full);
+            rte_pktmbuf_free(pkts[i]);
+        }
+    }
+}
+
 /// Classify and the L4 stage for the packets the fast path left (`slow`: bit i for packet i;
 /// `d` holds the fast path's decisions for the others), then dispatch (H2) in arrival order:
 /// one burst from port `p` (or redirected to this worker by another, then `p` is only where
@@ -110,7 +130,9 @@ void finish(const worker_ctx& w, const port_ctx& p, rte_mbuf* const* pkts, uint1
             }
         }
     }
-    if (npunt > 0) {
+    if (npunt > 0 && redirected) [[unlikely]] {
+        punt_by_arrival(w, punt, npunt);
+    } else if (npunt > 0) {
         const unsigned q = rte_ring_sp_enqueue_burst(
             p.punt[w.queue], reinterpret_cast<void**>(punt), npunt, nullptr);
         if (q < npunt) [[unlikely]] {
@@ -213,7 +235,7 @@ unsigned drain_redirects(const worker_ctx& w) noexcept
             continue;
         }
         w.counters->count(stats::l4_event::redirected_in, n);
-        // Unclaimed frames (none expected) go to the kernel through the first port.
+        // Frames that go to the kernel after all leave by the port they arrived on.
         process(w, w.ports[0], pkts, static_cast<uint16_t>(n), true);
         work += n;
     }

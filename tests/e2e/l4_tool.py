@@ -18,11 +18,14 @@
       has no ipip/fou): MODE ipip reads IP-in-IP packets to ADDR from a raw socket, MODE gue
       reads GUE variant 1 datagrams on ADDR:GUE_PORT; the inner UDP datagram (client ->
       VIP:port) is answered straight to the client from VIP:port with "NAME ADDR MODE".
-  hold VIP PORT COUNT HOLD_FILE TIMEOUT
+  hold VIP PORT COUNT HOLD_FILE TIMEOUT [ICMP_MTU]
       Opens COUNT connections, records who answered each ("conn NAME" per connection, then
       "opened N"), then waits until HOLD_FILE exists (bounded by TIMEOUT), sends a line on
       every connection and checks the answer comes from the same backend. Prints "held N ok M"
-      once every connection is closed.
+      once every connection is closed. With ICMP_MTU, once they are open, sends the VIP one
+      IPv4 "fragmentation needed" (next-hop MTU ICMP_MTU) per connection, as a router on the
+      client's side would, quoting a segment VIP:PORT -> the connection's address and port;
+      prints "icmp_sent N".
   bulk VIP PORT NBYTES TIMEOUT
       One connection to a `serve` backend: NBYTES random bytes, hex-encoded in lines, go up
       while the echoed lines come back (sent and received at once, so neither side's buffers
@@ -36,6 +39,7 @@ import hashlib
 import os
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -204,7 +208,30 @@ def udp(vip, port, count, sport_base, timeout):
             s.close()
 
 
-def hold(vip, port, count, hold_file, timeout):
+def inet_csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def icmp_frag_needed(vip, vport, client, cport, mtu):
+    """Sends VIP an ICMP "fragmentation needed" about a segment VIP:vport -> client:cport."""
+    q = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 63, 6, 0,
+                    socket.inet_aton(vip), socket.inet_aton(client))
+    q = q[:10] + struct.pack("!H", inet_csum(q)) + q[12:] + struct.pack("!HHI", vport, cport, 1)
+    icmp = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + q
+    icmp = icmp[:2] + struct.pack("!H", inet_csum(icmp)) + icmp[4:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    try:
+        s.sendto(icmp, (vip, 0))
+    finally:
+        s.close()
+
+
+def hold(vip, port, count, hold_file, timeout, icmp_mtu=0):
     fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
     conns = []
     for _ in range(count):
@@ -220,6 +247,11 @@ def hold(vip, port, count, hold_file, timeout):
     for _, _, who in conns:
         print("conn", who)
     print("opened", len(conns), flush=True)
+    if icmp_mtu > 0:
+        for c, _, _ in conns:
+            addr, cport = c.getsockname()[:2]
+            icmp_frag_needed(vip, port, addr, cport, icmp_mtu)
+        print("icmp_sent", len(conns), flush=True)
     deadline = time.time() + timeout
     while not os.path.exists(hold_file) and time.time() < deadline:
         time.sleep(0.1)
@@ -322,7 +354,7 @@ def main():
     elif cmd == "dsr":
         dsr(a[0], a[1], a[2], int(a[3]), float(a[4]))
     elif cmd == "hold":
-        hold(a[0], int(a[1]), int(a[2]), a[3], float(a[4]))
+        hold(a[0], int(a[1]), int(a[2]), a[3], float(a[4]), int(a[5]) if len(a) > 5 else 0)
     elif cmd == "bulk":
         bulk(a[0], int(a[1]), int(a[2]), float(a[3]))
     elif cmd == "udpconn":

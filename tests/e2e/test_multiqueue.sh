@@ -93,6 +93,33 @@ t_active_connections_over_two_workers() {
 check "two workers: /v1/endpoints counts 10 held connections (summed over workers), then 0" \
   t_active_connections_over_two_workers
 
+# Client-side ICMP errors with two workers: the fanout hash gives every error from one client
+# to one worker (an ICMP error has no ports), while the client's connections are spread over
+# both. An error about another worker's flow goes round to it, so all 10 are translated for
+# their backends; before, only those the receiving worker owned were.
+l4_stat() { grep '^stats: l4' "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+t_icmp_errors_reach_their_flow() {
+  local hold="$E2E_TMP/hold-icmp.go" out="$E2E_TMP/hold-icmp.out" before after i
+  stats_refresh || return 1
+  before=$(l4_stat icmp_translated)
+  rm -f "$hold"
+  in_ns client python3 "$TOOL" hold 198.18.11.1 7000 10 "$hold" 30 1300 >"$out" &
+  local pid=$!
+  for i in $(seq 1 50); do grep -q '^icmp_sent' "$out" 2>/dev/null && break; sleep 0.2; done
+  sleep 0.5
+  stats_refresh || return 1
+  after=$(l4_stat icmp_translated)
+  touch "$hold"
+  wait $pid
+  grep -E '^(opened|icmp_sent|held)' "$out"
+  grep '^stats: l4' "$SLUICED_LOG" | tail -n 1 | tr ' ' '\n' | grep -E '^(icmp_translated|redirected_in|redirected_out)='
+  echo "icmp_translated: ${before:-0} -> ${after:-0}"
+  grep -q '^icmp_sent 10$' "$out" && grep -q '^held 10 ok 10$' "$out" &&
+    [ $((${after:-0} - ${before:-0})) = 10 ]
+}
+check "two workers: 10 client-side ICMP errors, all translated by the worker owning the flow" \
+  t_icmp_errors_reach_their_flow
+
 # rte_flow steering of the replies (l4.flow_steering = "auto", the default): af_packet has no
 # rte_flow, so the lan port (the one with an SNAT address) falls back to the software rings,
 # says so once in the startup log with the driver's refusal, and /v1/status and

@@ -1293,6 +1293,71 @@ TEST_F(L4, IcmpErrorsFromTheClientSideAreTranslatedForTheBackend)
            {{}, {{l4_event::icmp_translated, 1}, {l4_event::encapsulated, 1}}});
 }
 
+TEST_F(L4, ClientSideIcmpErrorsGoRoundTheWorkers)
+{
+    // This worker plays worker 1 of 2 (SNAT ports from 33280), with worker 0's rings both ways.
+    // RSS gives an ICMP error to a worker by its addresses, a flow's packets by their ports
+    // too: an error about no flow of the worker that received it goes round the others.
+    _redirect = rte_ring_create("l4_redirect", 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(_redirect, nullptr);
+    rte_ring* in = rte_ring_create("l4_redirect_in", 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(in, nullptr);
+    _l4->worker = 1;
+    _l4->workers = 2;
+    _l4->port_span = 32256;
+    _l4->redirect_out[0] = _redirect;
+    _l4->redirect_in[0] = in;
+    const net::ip_addr b = open_flow(44100, 33280);
+    const bytes sent =
+        ip4(tcp_p, tcpseg(7000, 44100, psh | ack, 501, 101), vip, client, {.ttl = 63});
+    const bytes err_in =
+        from_client(ip4(icmp_p, icmp_err(3, 4, 1300, sent), client2, vip), client2_mac);
+    const bytes quoted = ip4(tcp_p, tcpseg(8000, 33280, psh | ack, 501, 101), b, snat, {.ttl = 63});
+    const bytes err_out =
+        to_backend(b, ip4(icmp_p, icmp_err(3, 4, 1300, quoted), snat, b, {.ttl = 63}));
+    golden("an error about this worker's flow, from the NIC: translated here", 0, err_in, 1,
+           err_out, {{}, {{l4_event::icmp_translated, 1}}});
+
+    const bytes other = ip4(tcp_p, tcpseg(7000, 44999, ack, 1, 1), vip, client, {.ttl = 63});
+    const bytes err_other = from_client(ip4(icmp_p, icmp_err(3, 3, 0, other), client, vip));
+    golden("an error about no flow of this worker, from the NIC: handed to worker 0", 0, err_other,
+           -1, {}, {{}, {{l4_event::redirected_out, 1}}});
+    void* handed = nullptr;
+    ASSERT_EQ(rte_ring_dequeue(_redirect, &handed), 0);
+    EXPECT_EQ(from_mbuf(static_cast<rte_mbuf*>(handed)), err_other);
+    EXPECT_EQ(static_cast<rte_mbuf*>(handed)->hash.usr, 1u) << "names the worker it came in by";
+    rte_pktmbuf_free(static_cast<rte_mbuf*>(handed));
+
+    // From worker 0, which received them and found no flow: as they would come in its ring.
+    auto from_worker0 = [&](const bytes& f, uint16_t arrived_on) {
+        rte_mbuf* m = to_mbuf(s_pool, f);
+        ASSERT_NE(m, nullptr);
+        m->hash.usr = 0;
+        m->port = arrived_on;
+        ASSERT_EQ(rte_ring_enqueue(in, m), 0);
+    };
+    auto before = totals();
+    from_worker0(err_in, s_wan.port);
+    step();
+    auto o = collect();
+    EXPECT_EQ(o.lan, std::vector<bytes>{err_out}) << "this worker's flow: translated";
+    EXPECT_TRUE(o.wan.empty() && o.kernel.empty());
+    expect_moved(before, totals(),
+                 {{}, {{l4_event::redirected_in, 1}, {l4_event::icmp_translated, 1}}});
+
+    before = totals();
+    from_worker0(err_other, s_lan.port);
+    step();
+    EXPECT_TRUE(drain(_redirect).empty()) << "the round is complete: never back to worker 0";
+    EXPECT_TRUE(drain(s_wan_exc.tx).empty());
+    EXPECT_EQ(drain(s_lan_exc.tx), std::vector<bytes>{err_other})
+        << "to the kernel, by the exception port of the port it arrived on";
+    expect_moved(before, totals(), {{}, {{l4_event::redirected_in, 1}}});
+
+    _l4->redirect_in[0] = nullptr;
+    rte_ring_free(in);
+}
+
 // ------------------------------------------------------------------------ 8: drops
 
 TEST_F(L4, AckWithoutFlowToTheVipIsDropped)
