@@ -832,8 +832,8 @@ l4_decision forward(const worker_ctx& w, const l4_view& view, const l4_service& 
 
 /// A packet to an SNAT address: the backend side of a full-NAT flow.
 template <typename F>
-l4_decision reply(const worker_ctx& w, const pkt& p, uint16_t sport, uint16_t dport,
-                  uint64_t ct_hash, uint64_t now, bool redirected) noexcept
+l4_decision reply(const worker_ctx& w, const l4_view* view, const pkt& p, uint16_t sport,
+                  uint16_t dport, uint64_t ct_hash, uint64_t now, bool redirected) noexcept
 {
     l4_lcore& l = *w.l4;
     auto& c = *w.counters;
@@ -857,6 +857,11 @@ l4_decision reply(const worker_ctx& w, const pkt& p, uint16_t sport, uint16_t dp
         return dropped(drop::l4_no_flow);
     }
     auto& e = *m.e;
+    if (view == nullptr || view->find(F::family, ct.vip_addr(e), e.proto, e.vip_port) == nullptr) {
+        // Its VIP left the config: the client's packets already go to the kernel; the flow
+        // is not refreshed and times out (a UDP server push would otherwise never end).
+        return dropped(drop::l4_no_flow);
+    }
     c.count(l4_event::reply_hits);
     if (p.proto == proto_tcp) {
         const uint8_t flags = p.l4[13];
@@ -1238,7 +1243,7 @@ template <typename F>
         return forward<F>(w, *view, *r.svc, p, r.key, r.hash, now);
     case kind_reply:
     case kind_reply_far: // hash 0: reply() redirects or drops before any lookup
-        return reply<F>(w, p, ld16(p.l4), ld16(p.l4 + 2), r.hash, now, redirected);
+        return reply<F>(w, view, p, ld16(p.l4), ld16(p.l4 + 2), r.hash, now, redirected);
     default:
         return {};
     }
@@ -1625,6 +1630,16 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         const auto proto = static_cast<uint8_t>(ports[j] >> 32);
         if (fwd && !listener_exists(l, view, addrs[j], ports[j])) {
             continue; // its VIP left the config: the full stage gives it to the kernel
+        }
+        if (!fwd) {
+            // A reply: the flow's forward key words (client, VIP, their ports) name the VIP.
+            uint64_t fa;
+            uint32_t fp;
+            std::memcpy(&fa, e, 8);
+            std::memcpy(&fp, reinterpret_cast<const uint8_t*>(e) + 16, 4);
+            if (!listener_exists(l, view, fa, fp | (uint64_t{proto} << 32))) {
+                continue; // its VIP left the config: the full stage drops it
+            }
         }
         uint8_t* l4 = ip[j] + 20;
         if (proto == proto_tcp) {

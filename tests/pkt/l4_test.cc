@@ -1109,9 +1109,23 @@ TEST_F(L4, AnEstablishedFlowStopsWhenItsVipLeavesTheConfig)
     EXPECT_EQ(_l4->fast_taken, fast_before + 1);
     // The Service is deleted: its packets are no longer L4's (the kernel's, as any packet to
     // an address without a listener), established or not, exactly as in the full stage.
+    const bytes answer = from_backend(b, ip4(udp_p, udpdgram(8001, 1024, 10), b, snat));
+    golden("a reply while it is in the config: the fast path", 1, answer, 0,
+           to_client(ip4(udp_p, udpdgram(7001, 5700, 10), vip, client, {.ttl = 63})),
+           {{}, {{l4_event::reply_hits, 1}}});
+    EXPECT_EQ(_l4->fast_taken, fast_before + 2);
+    const uint64_t expires =
+        _l4->ct4.lookup(key4(client, vip, 5700, 7001, udp_p), rte_rdtsc()).e->expires;
     _view->publish(fastpath::build_l4_view(fastpath::l4_view_input{}).value());
     golden("the VIP left the config", 0, dgram, 2, {}, {});
-    EXPECT_EQ(_l4->fast_taken, fast_before + 1);
+    // Replies stop too (a UDP server push would otherwise refresh the flow for ever): dropped
+    // as no flow's, and the flow is left to time out.
+    golden("a reply after the VIP left the config", 1, answer, -1, {},
+           {{{drop::l4_no_flow, 1}}, {}});
+    EXPECT_EQ(_l4->fast_taken, fast_before + 2);
+    const auto m = _l4->ct4.lookup(key4(client, vip, 5700, 7001, udp_p), rte_rdtsc());
+    ASSERT_NE(m.e, nullptr);
+    EXPECT_EQ(m.e->expires, expires) << "not refreshed";
 }
 
 // ------------------------------------------------------------------------ 5: IPv6
