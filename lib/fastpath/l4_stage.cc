@@ -662,6 +662,7 @@ struct v4_words {
     uint32_t p;
     std::memcpy(&a, eb + (fwd ? 8 : 0), 8);
     std::memcpy(&p, eb + (fwd ? 20 : 16), 4);
+    static_assert(std::endian::native == std::endian::little, "dst: the word's low half");
     return {std::rotl(a, 32), std::rotl(p, 16), static_cast<uint32_t>(a)};
 }
 
@@ -1016,7 +1017,10 @@ l4_decision icmp_client(const worker_ctx& w, const l4_view& view, const pkt& p, 
     const flow_key fk = make_key(F::family, qdst, qsrc, ld16(ql4 + 2), ld16(ql4), q.proto);
     auto m = ct.lookup(fk, now);
     if (m.e == nullptr || m.dir != direction::forward) {
-        return icmp_round(w, p, redirected);
+        // Round the other workers only when the quote is about one of our L4 listeners (an
+        // error about the kernel's own traffic, or a spoofed one, goes straight to it).
+        const bool ours = view.find(F::family, qsrc, q.proto, ld16(ql4)) != nullptr;
+        return ours ? icmp_round(w, p, redirected) : l4_decision{};
     }
     const auto& e = *m.e;
     if ((e.flags & conntrack::entry_flag_single_key) != 0) {
@@ -1503,9 +1507,10 @@ namespace {
     return next_hop(l, c, 4, a, now, port, mac);
 }
 
-/// True when the published `view` has a listener for a client packet's destination (VIP,
-/// port, protocol from the raw key words): remembered per view generation, so a packet of
-/// an established flow pays a multiply and two compares, not view->find().
+/// True when the published `view` has a listener for a flow's VIP, port and protocol, given
+/// as a client packet's raw key words (a reply passes its flow's forward key words):
+/// remembered per view generation, so a packet of an established flow pays a multiply and
+/// two compares, not view->find().
 // always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
 // loop keeps its registers (out of line, callgrind counts the call and the spills).
 [[gnu::always_inline]] inline bool listener_exists(l4_lcore& l, const l4_view* view, uint64_t addrs,

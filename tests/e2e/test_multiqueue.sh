@@ -106,9 +106,12 @@ t_icmp_errors_reach_their_flow() {
   in_ns client python3 "$TOOL" hold 198.18.11.1 7000 10 "$hold" 30 1300 >"$out" &
   local pid=$!
   for i in $(seq 1 50); do grep -q '^icmp_sent' "$out" 2>/dev/null && break; sleep 0.2; done
-  sleep 0.5
-  stats_refresh || return 1
-  after=$(l4_stat icmp_translated)
+  for i in $(seq 1 20); do # bounded: until all 10 are counted, at most ~5 s
+    stats_refresh || return 1
+    after=$(l4_stat icmp_translated)
+    [ $((${after:-0} - ${before:-0})) -ge 10 ] && break
+    sleep 0.25
+  done
   touch "$hold"
   wait $pid
   grep -E '^(opened|icmp_sent|held)' "$out"

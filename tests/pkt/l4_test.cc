@@ -1314,8 +1314,16 @@ TEST_F(L4, ClientSideIcmpErrorsGoRoundTheWorkers)
     // too: an error about no flow of the worker that received it goes round the others.
     _redirect = rte_ring_create("l4_redirect", 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
     ASSERT_NE(_redirect, nullptr);
+    struct ring_guard {
+        rte_ring* r;
+        ~ring_guard() { rte_ring_free(r); }
+    };
     rte_ring* in = rte_ring_create("l4_redirect_in", 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
     ASSERT_NE(in, nullptr);
+    const ring_guard in_guard{in};
+    rte_ring* to2 = rte_ring_create("l4_redirect_2", 1024, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_NE(to2, nullptr);
+    const ring_guard to2_guard{to2};
     _l4->worker = 1;
     _l4->workers = 2;
     _l4->port_span = 32256;
@@ -1368,8 +1376,31 @@ TEST_F(L4, ClientSideIcmpErrorsGoRoundTheWorkers)
         << "to the kernel, by the exception port of the port it arrived on";
     expect_moved(before, totals(), {{}, {{l4_event::redirected_in, 1}}});
 
+    // An error quoting a port without an L4 listener (the kernel's own traffic, or spoofed)
+    // goes to the kernel at once, not round the workers.
+    const bytes nolisten = ip4(tcp_p, tcpseg(9999, 44999, ack, 1, 1), vip, client, {.ttl = 63});
+    golden("an error about no L4 listener: to the kernel", 0,
+           from_client(ip4(icmp_p, icmp_err(3, 3, 0, nolisten), client, vip)), 2, {}, {});
+
+    // Three workers, this one in the middle: from worker 0, not ours, on to worker 2 with
+    // worker 0 still named as where it came in.
+    _l4->workers = 3;
+    _l4->port_span = 21504;
+    _l4->redirect_out[2] = to2;
+    before = totals();
+    from_worker0(err_other, s_wan.port);
+    step();
+    void* passed = nullptr;
+    ASSERT_EQ(rte_ring_dequeue(to2, &passed), 0);
+    EXPECT_EQ(from_mbuf(static_cast<rte_mbuf*>(passed)), err_other);
+    EXPECT_EQ(static_cast<rte_mbuf*>(passed)->hash.usr, 0u);
+    rte_pktmbuf_free(static_cast<rte_mbuf*>(passed));
+    EXPECT_TRUE(drain(_redirect).empty() && drain(s_wan_exc.tx).empty());
+    expect_moved(before, totals(),
+                 {{}, {{l4_event::redirected_in, 1}, {l4_event::redirected_out, 1}}});
+
     _l4->redirect_in[0] = nullptr;
-    rte_ring_free(in);
+    _l4->redirect_out[2] = nullptr;
 }
 
 // ------------------------------------------------------------------------ 8: drops

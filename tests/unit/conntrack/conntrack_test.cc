@@ -121,6 +121,29 @@ TEST(ConntrackTest, InsertAndLookupBothDirectionsV4)
     EXPECT_EQ(c.entries, 0u);
 }
 
+TEST(ConntrackTest, PrefetchExpiredOtherTellsProbableNewFlows)
+{
+    // The burst step before new flows: false while a live entry holds the key, true when the
+    // key is absent, its entry expired (whose other bucket it starts loading) or removed.
+    auto t = make_table<v4>(4096);
+    const flow_key fwd = k4(0xc6120001, 40000, 0xc6120a01, 80, proto_udp);
+    const flow_key rev = k4(0xc6130101, 8080, 0xc613ff01, 1024, proto_udp);
+    auto* e = t.insert(fwd, rev, 7, 0);
+    ASSERT_NE(e, nullptr);
+    const uint64_t live = 1;
+    const uint64_t later = 1000 * hz; // beyond every default timeout
+    EXPECT_FALSE(t.prefetch_expired_other(t.prefetch_bucket(fwd), live));
+    EXPECT_FALSE(t.prefetch_expired_other(t.prefetch_bucket(rev), live));
+    EXPECT_TRUE(t.prefetch_expired_other(t.prefetch_bucket(fwd), later));
+    EXPECT_TRUE(t.prefetch_expired_other(t.prefetch_bucket(rev), later));
+    EXPECT_TRUE(t.prefetch_expired_other(
+        t.prefetch_bucket(k4(0xc6120002, 40000, 0xc6120a01, 80, proto_udp)), live));
+    EXPECT_EQ(t.size(), 1u) << "a hint: nothing reclaimed";
+    EXPECT_NE(t.lookup(fwd, live).e, nullptr);
+    t.remove(*e);
+    EXPECT_TRUE(t.prefetch_expired_other(t.prefetch_bucket(fwd), live));
+}
+
 TEST(ConntrackTest, RawIpv4LookupFindsWhatTheKeyedLookupFinds)
 {
     // The fast path's raw-word lookup: same hash, same entries, same direction, same misses.
