@@ -231,6 +231,20 @@ inline uint32_t nexthop_slot_v4(uint32_t dst) noexcept
     return static_cast<uint32_t>((uint64_t{dst} * 0x9e3779b97f4a7c15ULL) >> 55);
 }
 
+/// The next-hop cache's entry for IPv4 `dst` (its 4 bytes as loaded) when it is valid for
+/// tables of these generations, else nullptr. Reads only (next_hop() fills the cache).
+inline const nexthop_entry* cached_hop_v4(const l4_lcore& l, uint32_t dst, uint64_t fib_gen,
+                                          uint64_t neigh_gen) noexcept
+{
+    const nexthop_entry& ce = l.nexthops[nexthop_slot_v4(dst) & (l.nexthops.size() - 1)];
+    uint64_t cw[2];
+    std::memcpy(cw, ce.dst.data(), 16);
+    return cw[0] == dst && cw[1] == 0 && ce.family == 4 && ce.fib_generation == fib_gen &&
+                   ce.neigh_generation == neigh_gen
+               ? &ce
+               : nullptr;
+}
+
 /// The next hop toward `dst`: egress port index and destination MAC. Returns a drop reason
 /// (drop::count when resolved).
 drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8_t* dst,
@@ -916,22 +930,31 @@ l4_decision send_translated(const worker_ctx& w, const pkt& p, uint8_t* icmp, si
     return {l4_verdict::tx, port, drop::count};
 }
 
+/// True, with `q` filled, when `p` is a whole (unfragmented) ICMP error quoting a TCP or UDP
+/// packet: the only ICMP the L4 stage translates (anything else is the kernel's).
+template <typename F>
+bool error_quote(const pkt& p, net::icmp_quote& q) noexcept
+{
+    if (p.fi->l4_off == 0 || p.fi->fragment) {
+        return false;
+    }
+    const size_t icmp_len = p.fi->ip_total - p.fi->l3_len;
+    const bool is_error = F::family == 4 ? net::icmp4_error_quote(p.l4, icmp_len, q)
+                                         : net::icmp6_error_quote(p.l4, icmp_len, q);
+    return is_error && (q.proto == proto_tcp || q.proto == proto_udp);
+}
+
 /// An ICMP error to an SNAT address about a full-NAT flow: translated back to the client.
 template <typename F>
 l4_decision icmp_reply(const worker_ctx& w, const pkt& p, uint64_t now, bool redirected) noexcept
 {
     l4_lcore& l = *w.l4;
-    if (p.fi->l4_off == 0 || p.fi->fragment) {
-        return {};
+    net::icmp_quote q;
+    if (!error_quote<F>(p, q)) {
+        return {}; // echo and the like: the kernel's
     }
     uint8_t* icmp = p.l4;
     const size_t icmp_len = p.fi->ip_total - p.fi->l3_len;
-    net::icmp_quote q;
-    const bool is_error = F::family == 4 ? net::icmp4_error_quote(icmp, icmp_len, q)
-                                         : net::icmp6_error_quote(icmp, icmp_len, q);
-    if (!is_error || (q.proto != proto_tcp && q.proto != proto_udp)) {
-        return {}; // echo and the like: the kernel's
-    }
     const uint8_t* qip = icmp + q.ip_off;
     const uint8_t* ql4 = icmp + q.l4_off;
     const uint8_t* qsrc = F::family == 4 ? qip + 12 : qip + 8;
@@ -997,17 +1020,12 @@ l4_decision icmp_client(const worker_ctx& w, const l4_view& view, const pkt& p, 
 {
     l4_lcore& l = *w.l4;
     auto& c = *w.counters;
-    if (p.fi->l4_off == 0 || p.fi->fragment) {
+    net::icmp_quote q;
+    if (!error_quote<F>(p, q)) {
         return {};
     }
     uint8_t* icmp = p.l4;
     const size_t icmp_len = p.fi->ip_total - p.fi->l3_len;
-    net::icmp_quote q;
-    const bool is_error = F::family == 4 ? net::icmp4_error_quote(icmp, icmp_len, q)
-                                         : net::icmp6_error_quote(icmp, icmp_len, q);
-    if (!is_error || (q.proto != proto_tcp && q.proto != proto_udp)) {
-        return {};
-    }
     const uint8_t* qip = icmp + q.ip_off;
     const uint8_t* ql4 = icmp + q.l4_off;
     const uint8_t* qsrc = F::family == 4 ? qip + 12 : qip + 8;
@@ -1186,15 +1204,12 @@ void prefetch_new_reverse_v4(const worker_ctx& w, const l4_view& view, const pre
     }
     uint32_t a;
     std::memcpy(&a, ep->addr.data(), 4);
-    const nexthop_entry& ce = l.nexthops[nexthop_slot_v4(a) & (l.nexthops.size() - 1)];
-    uint64_t cw[2];
-    std::memcpy(cw, ce.dst.data(), 16);
-    if (cw[0] != a || cw[1] != 0 || ce.family != 4 ||
-        ce.fib_generation != l.burst_fib->generation() ||
-        ce.neigh_generation != l.burst_neigh->generation() || ce.port >= w.ports.size()) {
+    const nexthop_entry* ce =
+        cached_hop_v4(l, a, l.burst_fib->generation(), l.burst_neigh->generation());
+    if (ce == nullptr || ce->port >= w.ports.size()) {
         return;
     }
-    const uint8_t* snat = pick_snat(w.ports[ce.port], 4, h);
+    const uint8_t* snat = pick_snat(w.ports[ce->port], 4, h);
     if (snat == nullptr || l.port_span == 0) {
         return;
     }
@@ -1491,15 +1506,11 @@ namespace {
                                                uint64_t now, uint16_t& port,
                                                const net::mac_addr*& mac) noexcept
 {
-    const nexthop_entry& ce = l.nexthops[nexthop_slot_v4(dst) & (l.nexthops.size() - 1)];
-    uint64_t cw[2];
-    std::memcpy(cw, ce.dst.data(), 16);
     // burst_fib_gen/burst_neigh_gen: the generations of this burst's tables, UINT64_MAX
     // (never an entry's) when a table is missing.
-    if (cw[0] == dst && cw[1] == 0 && ce.family == 4 && ce.fib_generation == l.burst_fib_gen &&
-        ce.neigh_generation == l.burst_neigh_gen) {
-        port = ce.port;
-        mac = &ce.mac;
+    if (const nexthop_entry* ce = cached_hop_v4(l, dst, l.burst_fib_gen, l.burst_neigh_gen)) {
+        port = ce->port;
+        mac = &ce->mac;
         return drop::count;
     }
     uint8_t a[4];
