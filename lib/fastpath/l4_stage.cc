@@ -231,18 +231,13 @@ inline uint32_t nexthop_slot_v4(uint32_t dst) noexcept
     return static_cast<uint32_t>((uint64_t{dst} * 0x9e3779b97f4a7c15ULL) >> 55);
 }
 
-/// The next-hop cache's entry for IPv4 `dst` (its 4 bytes as loaded) when it is valid for
-/// tables of these generations, else nullptr. Reads only (next_hop() fills the cache).
-inline const nexthop_entry* cached_hop_v4(const l4_lcore& l, uint32_t dst, uint64_t fib_gen,
-                                          uint64_t neigh_gen) noexcept
+/// The next-hop cache's entry for IPv4 `dst` (its 4 bytes as loaded) when it was filled in
+/// the current epoch (l4_lcore::hop_epoch: same route and neighbour tables), else nullptr.
+/// Reads only (next_hop() fills the cache).
+inline const nexthop_entry* cached_hop_v4(const l4_lcore& l, uint32_t dst) noexcept
 {
     const nexthop_entry& ce = l.nexthops[nexthop_slot_v4(dst) & (l.nexthops.size() - 1)];
-    uint64_t cw[2];
-    std::memcpy(cw, ce.dst.data(), 16);
-    return cw[0] == dst && cw[1] == 0 && ce.family == 4 && ce.fib_generation == fib_gen &&
-                   ce.neigh_generation == neigh_gen
-               ? &ce
-               : nullptr;
+    return ce.key4 == (dst | (1ULL << 32)) && ce.epoch == l.hop_epoch ? &ce : nullptr;
 }
 
 /// The next hop toward `dst`: egress port index and destination MAC. Returns a drop reason
@@ -271,6 +266,7 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
     std::memcpy(cw, ce.dst.data(), 16);
     if (cw[0] == w[0] && cw[1] == w[1] && ce.family == family &&
         ce.fib_generation == fib->generation() && ce.neigh_generation == neigh->generation()) {
+        ce.epoch = l.hop_epoch; // still valid: found again by cached_hop_v4 in this epoch
         port = ce.port;
         mac = &ce.mac;
         return drop::count;
@@ -290,6 +286,10 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
     }
     ce.family = family;
     std::memcpy(ce.dst.data(), w, 16);
+    ce.key4 = family == 4 ? w[0] | (1ULL << 32) : 0;
+    // The epoch of the fast path's last burst: its tables are these or older ones (then the
+    // epoch moves on at the next burst and this entry is checked again), never newer.
+    ce.epoch = l.hop_epoch;
     ce.fib_generation = fib->generation();
     ce.neigh_generation = neigh->generation();
     ce.mac = *m;
@@ -680,21 +680,20 @@ struct v4_words {
     return {std::rotl(a, 32), std::rotl(p, 16), static_cast<uint32_t>(a)};
 }
 
-/// Stores a new IPv4 full-NAT flow's checksum changes for the fast path (both directions).
+/// Stores a new IPv4 full-NAT flow's checksum changes for the fast path (a forward packet's;
+/// a reply's are nat_v4_delta_reverse of them).
 void set_nat_csum(conntrack::entry_v4& e) noexcept
 {
-    const auto* eb = reinterpret_cast<const uint8_t*>(&e);
-    for (unsigned dir = 0; dir < 2; ++dir) {
-        uint64_t old_a;
-        uint32_t old_p;
-        std::memcpy(&old_a, eb + 8 * dir, 8);
-        std::memcpy(&old_p, eb + 16 + 4 * dir, 4);
-        const v4_words nw = rewrite_words(e, dir == 0);
-        const net::nat_v4_delta d = net::nat_v4_delta_of(old_a, old_p, nw.addrs, nw.ports);
-        e.nat_csum[2 * dir] = d.ip;
-        e.nat_csum[2 * dir + 1] = d.l4;
-    }
-    e.client_hop_epoch = 0; // a reused entry: its previous flow's next hop is not this one's
+    uint64_t old_a;
+    uint32_t old_p;
+    std::memcpy(&old_a, &e, 8);
+    std::memcpy(&old_p, reinterpret_cast<const uint8_t*>(&e) + 16, 4);
+    const v4_words nw = rewrite_words(e, true);
+    const net::nat_v4_delta d = net::nat_v4_delta_of(old_a, old_p, nw.addrs, nw.ports);
+    e.nat_csum[0] = d.ip;
+    e.nat_csum[1] = d.l4;
+    e.client_hop_epoch = 0; // a reused entry: its previous flow's tags are not this one's
+    e.fwd_epoch = 0;
     e.flags |= conntrack::entry_flag_nat_csum;
 }
 
@@ -1204,8 +1203,7 @@ void prefetch_new_reverse_v4(const worker_ctx& w, const l4_view& view, const pre
     }
     uint32_t a;
     std::memcpy(&a, ep->addr.data(), 4);
-    const nexthop_entry* ce =
-        cached_hop_v4(l, a, l.burst_fib->generation(), l.burst_neigh->generation());
+    const nexthop_entry* ce = cached_hop_v4(l, a);
     if (ce == nullptr || ce->port >= w.ports.size()) {
         return;
     }
@@ -1506,9 +1504,7 @@ namespace {
                                                uint64_t now, uint16_t& port,
                                                const net::mac_addr*& mac) noexcept
 {
-    // burst_fib_gen/burst_neigh_gen: the generations of this burst's tables, UINT64_MAX
-    // (never an entry's) when a table is missing.
-    if (const nexthop_entry* ce = cached_hop_v4(l, dst, l.burst_fib_gen, l.burst_neigh_gen)) {
+    if (const nexthop_entry* ce = cached_hop_v4(l, dst)) {
         port = ce->port;
         mac = &ce->mac;
         return drop::count;
@@ -1623,13 +1619,18 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     l.burst_neigh = l.neigh != nullptr ? l.neigh->load() : nullptr;
     l.burst_fib_gen = l.burst_fib != nullptr ? l.burst_fib->generation() : UINT64_MAX;
     l.burst_neigh_gen = l.burst_neigh != nullptr ? l.burst_neigh->generation() : UINT64_MAX;
-    if (l.burst_fib_gen != l.hop_fib_gen || l.burst_neigh_gen != l.hop_neigh_gen) {
-        l.hop_fib_gen = l.burst_fib_gen; // the tables changed: every cached next hop is stale
+    const l4_view* view = l.view != nullptr ? l.view->load() : nullptr;
+    const uint64_t view_gen = view != nullptr ? view->generation() : UINT64_MAX;
+    if (l.burst_fib_gen != l.hop_fib_gen || l.burst_neigh_gen != l.hop_neigh_gen ||
+        view_gen != l.hop_view_gen) [[unlikely]] {
+        // A table changed: every next hop cached and every listener check tagged is stale.
+        l.hop_fib_gen = l.burst_fib_gen;
         l.hop_neigh_gen = l.burst_neigh_gen;
+        l.hop_view_gen = view_gen;
         l.hop_epoch = l.hop_epoch + 1 == 0 ? 1 : l.hop_epoch + 1;
     }
+    const uint32_t epoch = l.hop_epoch;
     static_assert(stats::max_ports <= 256, "entry_v4::client_hop_port is one byte");
-    const l4_view* view = l.view != nullptr ? l.view->load() : nullptr;
     auto& c = *w.counters;
     const uint64_t now = rte_rdtsc();
     uint64_t hits[2] = {0, 0};
@@ -1644,17 +1645,25 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         }
         const bool fwd = m.dir == direction::forward;
         const auto proto = static_cast<uint8_t>(ports[j] >> 32);
-        if (fwd && !listener_exists(l, view, addrs[j], ports[j])) {
-            continue; // its VIP left the config: the full stage gives it to the kernel
+        // The flow's listener must exist (its VIP may have left the config: then the full
+        // stage gives a client's packet to the kernel and drops a reply). Checked once per
+        // epoch per direction: the entry's tag says it was (toward the client, the cached next
+        // hop's epoch, set only after this check).
+        if (fwd && e->fwd_epoch != epoch) {
+            if (!listener_exists(l, view, addrs[j], ports[j])) {
+                continue;
+            }
+            e->fwd_epoch = epoch;
         }
-        if (!fwd) {
+        const bool hop_cached = !fwd && e->client_hop_epoch == epoch;
+        if (!fwd && !hop_cached) {
             // A reply: the flow's forward key words (client, VIP, their ports) name the VIP.
             uint64_t fa;
             uint32_t fp;
             std::memcpy(&fa, e, 8);
             std::memcpy(&fp, reinterpret_cast<const uint8_t*>(e) + 16, 4);
             if (!listener_exists(l, view, fa, fp | (uint64_t{proto} << 32))) {
-                continue; // its VIP left the config: the full stage drops it
+                continue;
             }
         }
         uint8_t* l4 = ip[j] + 20;
@@ -1672,7 +1681,7 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         const v4_words nw = rewrite_words(*e, fwd);
         uint16_t port = 0;
         const uint8_t* dmac = nullptr;
-        if (!fwd && e->client_hop_epoch == l.hop_epoch) {
+        if (hop_cached) {
             port = e->client_hop_port; // toward the client: the flow's own cached next hop
             dmac = e->client_hop_mac.data();
         } else {
@@ -1685,7 +1694,7 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
             if (!fwd) {
                 e->client_hop_mac = mac->bytes;
                 e->client_hop_port = static_cast<uint8_t>(port);
-                e->client_hop_epoch = l.hop_epoch;
+                e->client_hop_epoch = epoch;
             }
         }
         if (port >= w.ports.size()) {
@@ -1698,9 +1707,9 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
                 answer_too_big(w, b.pkts[at[j]], 14, ip[j], 4, 20, b.in_port, w.ports[port].mtu);
             continue;
         }
-        const unsigned ci = fwd ? 0 : 2;
+        const net::nat_v4_delta fd{e->nat_csum[0], e->nat_csum[1]};
         net::nat_rewrite_v4_delta(ip[j], l4, proto, nw.addrs, nw.ports,
-                                  {e->nat_csum[ci], e->nat_csum[ci + 1]});
+                                  fwd ? fd : net::nat_v4_delta_reverse(fd));
         uint8_t* eth = ip[j] - 14;
         std::memcpy(eth, dmac, 6);
         std::memcpy(eth + 6, w.ports[port].mac.data(), 6);

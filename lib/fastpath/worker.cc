@@ -145,14 +145,22 @@ void finish(const worker_ctx& w, const port_ctx& p, rte_mbuf* const* pkts, uint1
     }
 }
 
+/// Decisions of a burst: every one is written (by the fast path for its packets, by finish()
+/// for the rest) before it is read, so the array is left uninitialized (l4_decision's
+/// default construction would cost a store per packet).
+union burst_decisions {
+    burst_decisions() noexcept {} // NOLINT: no member initialized, on purpose
+    l4_decision d[burst_size];
+};
+
 /// The whole pipeline for one burst at once (the fast path's two halves back to back).
 void process(const worker_ctx& w, const port_ctx& p, rte_mbuf** pkts, uint16_t n,
              bool redirected) noexcept
 {
-    l4_decision d[burst_size];
+    burst_decisions bd;
     const uint32_t slow =
-        l4_fast_path(w, p.index, std::span<rte_mbuf* const>(pkts, n), std::span(d, n));
-    finish(w, p, pkts, n, slow, d, redirected);
+        l4_fast_path(w, p.index, std::span<rte_mbuf* const>(pkts, n), std::span(bd.d, n));
+    finish(w, p, pkts, n, slow, bd.d, redirected);
 }
 
 /// The rest of the waiting burst of the pipeline (see fast_burst), if any.
@@ -164,14 +172,14 @@ void flush_pending(const worker_ctx& w) noexcept
     }
     fast_burst& b = l.bursts[static_cast<size_t>(l.pending)];
     l.pending = -1;
-    l4_decision d[burst_size];
-    const uint32_t slow = l4_fast_finish(w, b, std::span(d, b.n));
+    burst_decisions bd;
+    const uint32_t slow = l4_fast_finish(w, b, std::span(bd.d, b.n));
     if (b.tx_port >= 0) {
         // All one way, full-NAT IPv4 rewritten in place: the lengths are those received.
         tx_burst(w, w.ports[static_cast<size_t>(b.tx_port)], b.pkts, b.n, b.rx_bytes);
         return;
     }
-    finish(w, w.ports[b.in_port], b.pkts, b.n, slow, d, false);
+    finish(w, w.ports[b.in_port], b.pkts, b.n, slow, bd.d, false);
 }
 
 uint64_t count_rx(const worker_ctx& w, const port_ctx& p, rte_mbuf* const* pkts,

@@ -133,10 +133,13 @@ struct alignas(64) entry_v4 {
     state st;
     uint8_t fin_dirs; ///< bit per direction that sent a FIN
     uint8_t flags;    ///< entry_flag_* bits
-    /// The caller's precomputed full-NAT checksum changes (conntrack only stores them; valid
-    /// when entry_flag_nat_csum is set): [0] IPv4 header and [1] L4 checksum of a forward
-    /// packet, [2] and [3] of a reply.
-    uint16_t nat_csum[4];
+    /// The caller's precomputed full-NAT checksum changes of a forward packet (conntrack only
+    /// stores them; valid when entry_flag_nat_csum is set): [0] IPv4 header, [1] L4 checksum
+    /// (a reply's follow from them).
+    uint16_t nat_csum[2];
+    /// The caller's tag of the forward direction (conntrack only stores it): the caller's
+    /// epoch in which it last checked what it caches per epoch (0: never).
+    uint32_t fwd_epoch;
     /// The caller's cached next hop toward the client (conntrack only stores it): MAC and
     /// port index, valid while `client_hop_epoch` is the caller's current epoch (0: none).
     std::array<uint8_t, 6> client_hop_mac;

@@ -102,6 +102,8 @@ struct frag_entry {
 /// A remembered next hop: destination -> egress port and MAC, valid for one pair of route and
 /// neighbour tables (their generations).
 struct nexthop_entry {
+    uint64_t key4 = 0;  ///< an IPv4 entry's destination (4 bytes as loaded) | 1 << 32, else 0
+    uint32_t epoch = 0; ///< l4_lcore::hop_epoch when filled (the fast path's check)
     std::array<uint8_t, 16> dst{};
     uint64_t fib_generation = 0;
     uint64_t neigh_generation = 0;
@@ -149,12 +151,14 @@ struct l4_lcore {
     const net::neigh_table* burst_neigh = nullptr;
     uint64_t burst_fib_gen = UINT64_MAX; ///< their generations (fast path; MAX: no table)
     uint64_t burst_neigh_gen = UINT64_MAX;
-    /// Next hops cached in flow entries (toward the client: replies to many clients would
-    /// miss the `nexthops` cache) are valid while their epoch is this one; it moves on each
-    /// time the route or neighbour table changes (the generations last seen below).
+    /// What the fast path caches per flow entry and in `nexthops` is valid while its epoch is
+    /// this one: next hops (toward the client in the entry: replies to many clients would miss
+    /// the `nexthops` cache) and that the flow's listener exists. It moves on each time the
+    /// route table, the neighbour table or the view changes (the generations last seen below).
     uint32_t hop_epoch = 1;
     uint64_t hop_fib_gen = 0;
     uint64_t hop_neigh_gen = 0;
+    uint64_t hop_view_gen = 0;
     /// Listeners the fast path found in the published view (direct-mapped by VIP, port and
     /// protocol; valid for one view generation): an established flow's packet is only taken
     /// while its listener exists, as the full stage requires, for about a dozen instructions.

@@ -98,6 +98,20 @@ struct nat_v4_delta {
 nat_v4_delta nat_v4_delta_of(uint64_t old_addrs, uint32_t old_ports, uint64_t addrs,
                              uint32_t ports) noexcept;
 
+/// The delta of the opposite rewrite (`addrs` back to `old_addrs`, `ports` back to
+/// `old_ports`, the TTL decremented again) from the delta `d` of the forward one, as
+/// nat_v4_delta_of(addrs, ports, old_addrs, old_ports) would give it: the negated address and
+/// port change (~), and for the IPv4 header the TTL decrement added twice (once to take it
+/// out of the negation, once for the reply's own). A flow stores one delta, not two.
+constexpr nat_v4_delta nat_v4_delta_reverse(nat_v4_delta d) noexcept
+{
+    // A TTL decrement changes the (TTL, protocol) word as loaded by -1: 0xfffe in ones'
+    // complement; twice, 0x1fffc, folds to 0xfffd.
+    uint32_t ip = static_cast<uint16_t>(~d.ip) + 0xfffdu;
+    ip = (ip & 0xffffu) + (ip >> 16);
+    return {static_cast<uint16_t>(ip), static_cast<uint16_t>(~d.l4)};
+}
+
 /// nat_rewrite_v4 with `dec_ttl` (20-byte header) for a packet whose addresses and ports are
 /// those `d` was computed from: the same bytes, with the checksum arithmetic done once per
 /// flow instead of per packet. The caller has checked the protocol (TCP or UDP) and the TTL (above
