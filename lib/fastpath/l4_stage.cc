@@ -266,7 +266,6 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
     std::memcpy(cw, ce.dst.data(), 16);
     if (cw[0] == w[0] && cw[1] == w[1] && ce.family == family &&
         ce.fib_generation == fib->generation() && ce.neigh_generation == neigh->generation()) {
-        ce.epoch = l.hop_epoch; // still valid: found again by cached_hop_v4 in this epoch
         port = ce.port;
         mac = &ce.mac;
         return drop::count;
@@ -286,10 +285,7 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
     }
     ce.family = family;
     std::memcpy(ce.dst.data(), w, 16);
-    ce.key4 = family == 4 ? w[0] | (1ULL << 32) : 0;
-    // The epoch of the fast path's last burst: its tables are these or older ones (then the
-    // epoch moves on at the next burst and this entry is checked again), never newer.
-    ce.epoch = l.hop_epoch;
+    ce.key4 = 0; // the fast path's view: filled by fast_hop_v4
     ce.fib_generation = fib->generation();
     ce.neigh_generation = neigh->generation();
     ce.mac = *m;
@@ -1496,22 +1492,51 @@ namespace {
     return doff >= 20 && doff <= total - 20 && (tcp[13] & conntrack::tcp_syn) == 0 ? ip : nullptr;
 }
 
-/// The next hop of IPv4 destination `dst` (its 4 bytes as loaded) from the per-lcore cache,
-/// else from next_hop(), which fills the cache. Same answers as next_hop().
-// always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
-// loop keeps its registers (out of line, callgrind counts the call and the spills).
-[[gnu::always_inline]] inline drop next_hop_v4(l4_lcore& l, stats::lcore_counters& c, uint32_t dst,
-                                               uint64_t now, uint16_t& port,
-                                               const net::mac_addr*& mac) noexcept
+/// The next hop of IPv4 destination `dst` (its 4 bytes as loaded) by next_hop(), then the
+/// fast path's view of its cache entry filled (see nexthop_entry): that entry, or nullptr with
+/// the drop reason in `why` (an egress port the worker does not have: l4_no_route). Cold: once
+/// per destination and epoch.
+[[gnu::cold]] [[gnu::noinline]] const nexthop_entry* fill_hop_v4(const worker_ctx& w, l4_lcore& l,
+                                                                 stats::lcore_counters& c,
+                                                                 uint32_t dst, uint64_t now,
+                                                                 drop& why) noexcept
 {
-    if (const nexthop_entry* ce = cached_hop_v4(l, dst)) {
-        port = ce->port;
-        mac = &ce->mac;
-        return drop::count;
-    }
     uint8_t a[4];
     std::memcpy(a, &dst, 4);
-    return next_hop(l, c, 4, a, now, port, mac);
+    uint16_t port = 0;
+    const net::mac_addr* mac = nullptr;
+    if (const drop d = next_hop(l, c, 4, a, now, port, mac); d != drop::count) {
+        why = d;
+        return nullptr;
+    }
+    if (port >= w.ports.size()) {
+        why = drop::l4_no_route;
+        return nullptr;
+    }
+    nexthop_entry& ce = l.nexthops[nexthop_slot_v4(dst) & (l.nexthops.size() - 1)];
+    const port_ctx& out = w.ports[port];
+    std::memcpy(ce.l2.data(), mac->bytes.data(), 6); // (mac is ce.mac: next_hop's entry)
+    std::memcpy(ce.l2.data() + 6, out.mac.data(), 6);
+    ce.mtu = out.mtu;
+    ce.key4 = dst | (1ULL << 32);
+    // This burst's tables are the current epoch's (the fast path loaded them).
+    ce.epoch = l.hop_epoch;
+    return &ce;
+}
+
+/// The next hop of IPv4 destination `dst` (its 4 bytes as loaded) from the per-lcore cache,
+/// else fill_hop_v4(). Same answers as next_hop(), and the egress port is one of the worker's.
+// always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
+// loop keeps its registers (out of line, callgrind counts the call and the spills).
+[[gnu::always_inline]] inline const nexthop_entry* fast_hop_v4(const worker_ctx& w, l4_lcore& l,
+                                                               stats::lcore_counters& c,
+                                                               uint32_t dst, uint64_t now,
+                                                               drop& why) noexcept
+{
+    if (const nexthop_entry* ce = cached_hop_v4(l, dst)) [[likely]] {
+        return ce;
+    }
+    return fill_hop_v4(w, l, c, dst, now, why);
 }
 
 /// True when the published `view` has a listener for a flow's VIP, port and protocol, given
@@ -1599,7 +1624,8 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     const unsigned k = b.k;
     b.tx_port = -1;
     unsigned sent = 0;
-    uint16_t same_port = UINT16_MAX; // the one tx port so far; UINT16_MAX - 1: several
+    uint32_t ports_or = 0; // of the tx ports
+    uint32_t ports_and = UINT32_MAX;
     if (k == 0) {
         return slow;
     }
@@ -1679,32 +1705,35 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         slow &= ~(1u << at[j]);
         ++hits[fwd ? 0 : 1];
         const v4_words nw = rewrite_words(*e, fwd);
-        uint16_t port = 0;
-        const uint8_t* dmac = nullptr;
+        uint16_t port;
+        const uint8_t* dmac;
+        const uint8_t* smac;
+        uint16_t mtu;
         if (hop_cached) {
             port = e->client_hop_port; // toward the client: the flow's own cached next hop
             dmac = e->client_hop_mac.data();
+            const port_ctx& op = w.ports[port]; // checked when cached
+            smac = op.mac.data();
+            mtu = op.mtu;
         } else {
-            const net::mac_addr* mac = nullptr;
-            if (const drop d = next_hop_v4(l, c, nw.dst, now, port, mac); d != drop::count) {
-                out[at[j]] = dropped(d);
+            drop why = drop::count;
+            const nexthop_entry* hop = fast_hop_v4(w, l, c, nw.dst, now, why);
+            if (hop == nullptr) {
+                out[at[j]] = dropped(why);
                 continue;
             }
-            dmac = mac->bytes.data();
+            port = hop->port;
+            dmac = hop->l2.data();
+            smac = dmac + 6;
+            mtu = hop->mtu;
             if (!fwd) {
-                e->client_hop_mac = mac->bytes;
+                std::memcpy(e->client_hop_mac.data(), dmac, 6);
                 e->client_hop_port = static_cast<uint8_t>(port);
                 e->client_hop_epoch = epoch;
             }
         }
-        if (port >= w.ports.size()) {
-            out[at[j]] = dropped(drop::l4_no_route);
-            continue;
-        }
-        if (const uint16_t total = rte_be_to_cpu_16(ld16(ip[j] + 2)); total > w.ports[port].mtu)
-            [[unlikely]] {
-            out[at[j]] =
-                answer_too_big(w, b.pkts[at[j]], 14, ip[j], 4, 20, b.in_port, w.ports[port].mtu);
+        if (const uint16_t total = rte_be_to_cpu_16(ld16(ip[j] + 2)); total > mtu) [[unlikely]] {
+            out[at[j]] = answer_too_big(w, b.pkts[at[j]], 14, ip[j], 4, 20, b.in_port, mtu);
             continue;
         }
         const net::nat_v4_delta fd{e->nat_csum[0], e->nat_csum[1]};
@@ -1712,13 +1741,14 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
                                   fwd ? fd : net::nat_v4_delta_reverse(fd));
         uint8_t* eth = ip[j] - 14;
         std::memcpy(eth, dmac, 6);
-        std::memcpy(eth + 6, w.ports[port].mac.data(), 6);
+        std::memcpy(eth + 6, smac, 6);
         out[at[j]] = {l4_verdict::tx, port, drop::count};
         ++sent;
-        same_port = same_port == port || same_port == UINT16_MAX ? port : UINT16_MAX - 1;
+        ports_or |= port; // all one port when the or and the and agree
+        ports_and &= port;
     }
     // The common case: the whole burst leaves by one port (dispatch is one tx burst).
-    b.tx_port = slow == 0 && sent == n && same_port < UINT16_MAX - 1 ? same_port : -1;
+    b.tx_port = slow == 0 && sent == n && ports_or == ports_and ? static_cast<int>(ports_or) : -1;
     l.fast_taken += hits[0] + hits[1];
     if (hits[0] != 0) {
         c.count(l4_event::flow_hits, hits[0]);

@@ -1128,6 +1128,43 @@ TEST_F(L4, AnEstablishedFlowStopsWhenItsVipLeavesTheConfig)
     EXPECT_EQ(m.e->expires, expires) << "not refreshed";
 }
 
+TEST_F(L4, AnEstablishedFlowRoutedToAPortTheWorkerLacksIsDroppedUntilTheRouteIsBack)
+{
+    const auto* ep = pick(view(), client, vip, 5710, 7001, udp_p);
+    ASSERT_NE(ep, nullptr);
+    const net::ip_addr b = addr_of(*ep);
+    const bytes dgram = from_client(ip4(udp_p, udpdgram(5710, 7001, 10), client, vip));
+    ASSERT_EQ(send(0, dgram).lan.size(), 1u);
+    const bytes out = to_backend(b, ip4(udp_p, udpdgram(1024, 8001, 10), snat, b, {.ttl = 63}));
+    const uint64_t fast_before = _l4->fast_taken;
+    golden("established: the fast path", 0, dgram, 1, out, {{}, {{l4_event::flow_hits, 1}}});
+    // The backends' route now names port 7 (with a neighbour there): not one of the worker's
+    // two ports, so no next hop, in the fast path as in the full stage.
+    auto publish_routes = [&](uint16_t backend_port) {
+        std::vector<net::route> routes;
+        for (const auto& [p, port] :
+             {std::pair{"198.18.0.0/24", uint16_t{0}}, std::pair{"198.19.0.0/16", backend_port}}) {
+            auto pf = net::prefix::parse(p);
+            ASSERT_TRUE(pf.ok());
+            routes.push_back({pf->network(), {}, port, net::route_kind::unicast, 0});
+        }
+        auto fib = net::fwd_table::build(routes, static_cast<int>(rte_socket_id()));
+        ASSERT_TRUE(fib.ok()) << fib.err().message;
+        _fib->publish(std::move(*fib));
+    };
+    publish_routes(7);
+    const std::vector<net::neighbour> moved{{0, client, client_mac}, {7, b, backend_mac(b)}};
+    _neigh->publish(net::neigh_table::build(moved));
+    golden("routed to a port the worker lacks", 0, dgram, -1, {},
+           {{{drop::l4_no_route, 1}}, {{l4_event::flow_hits, 1}}});
+    golden("again (nothing cached)", 0, dgram, -1, {},
+           {{{drop::l4_no_route, 1}}, {{l4_event::flow_hits, 1}}});
+    publish_routes(1);
+    publish_neighbours();
+    golden("the route is back", 0, dgram, 1, out, {{}, {{l4_event::flow_hits, 1}}});
+    EXPECT_EQ(_l4->fast_taken, fast_before + 4);
+}
+
 // ------------------------------------------------------------------------ 5: IPv6
 
 TEST_F(L4, Ipv6SynIsFullNatedWithHopLimitDecremented)

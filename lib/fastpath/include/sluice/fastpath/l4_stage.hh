@@ -102,8 +102,13 @@ struct frag_entry {
 /// A remembered next hop: destination -> egress port and MAC, valid for one pair of route and
 /// neighbour tables (their generations).
 struct nexthop_entry {
-    uint64_t key4 = 0;  ///< an IPv4 entry's destination (4 bytes as loaded) | 1 << 32, else 0
-    uint32_t epoch = 0; ///< l4_lcore::hop_epoch when filled (the fast path's check)
+    /// The fast path's view of an IPv4 entry, valid while `key4` is its destination (4 bytes
+    /// as loaded) | 1 << 32 (0: none) and `epoch` is l4_lcore::hop_epoch: `l2` the frame's
+    /// destination MAC then the egress port's own, `mtu` the egress port's (checked < ports).
+    uint64_t key4 = 0;
+    uint32_t epoch = 0;
+    uint16_t mtu = 0;
+    std::array<uint8_t, 12> l2{};
     std::array<uint8_t, 16> dst{};
     uint64_t fib_generation = 0;
     uint64_t neigh_generation = 0;
