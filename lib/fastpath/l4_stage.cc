@@ -1578,13 +1578,19 @@ void l4_fast_begin(const worker_ctx& w, fast_burst& b) noexcept
 {
     static_assert(fast_burst_max == burst_size);
     b.k = 0;
+    uint64_t bytes = 0;
     if (w.l4 == nullptr || !w.l4->fast_path) {
+        for (uint16_t i = 0; i < b.n; ++i) {
+            bytes += rte_pktmbuf_pkt_len(b.pkts[i]);
+        }
+        b.rx_bytes = bytes;
         return;
     }
     const auto& ct = w.l4->ct4;
     // Pass 1: the header checks, the raw key and its hash; start loading the bucket (H3).
     unsigned k = 0;
     for (uint16_t i = 0; i < b.n; ++i) {
+        bytes += rte_pktmbuf_pkt_len(b.pkts[i]);
         uint8_t* h = fast_eligible(b.pkts[i]);
         if (h == nullptr) {
             continue;
@@ -1604,6 +1610,7 @@ void l4_fast_begin(const worker_ctx& w, fast_burst& b) noexcept
         ++k;
     }
     b.k = static_cast<uint8_t>(k);
+    b.rx_bytes = bytes;
 }
 
 uint32_t l4_fast_path(const worker_ctx& w, uint16_t in_port, std::span<rte_mbuf* const> pkts,

@@ -215,10 +215,12 @@ unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
     if (n == 0) {
         return 0;
     }
-    b.rx_bytes = count_rx(w, p, b.pkts, n);
     b.n = n;
     b.in_port = p.index;
-    l4_fast_begin(w, b);
+    l4_fast_begin(w, b); // sums the burst's length on the way (rx_bytes)
+    auto& pc = w.counters->port[p.index];
+    pc.rx_packets.add(n);
+    pc.rx_bytes.add(b.rx_bytes);
     flush_pending(w);
     l.pending = static_cast<int>(slot);
     return n;

@@ -130,7 +130,7 @@ struct fast_burst {
     uint16_t in_port = 0;  ///< index of the port they arrived on
     uint8_t k = 0;         ///< candidates for the fast path (first pass)
     int tx_port = -1;      ///< after the rest: every packet leaves by this port (-1: not so)
-    uint64_t rx_bytes = 0; ///< the burst's length as received
+    uint64_t rx_bytes = 0; ///< the burst's length as received (summed by l4_fast_begin)
     uint8_t at[fast_burst_max];
     uint8_t* ip[fast_burst_max];
     uint64_t addrs[fast_burst_max];
