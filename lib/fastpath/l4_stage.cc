@@ -240,6 +240,17 @@ inline const nexthop_entry* cached_hop_v4(const l4_lcore& l, uint32_t dst) noexc
     return ce.key4 == (dst | (1ULL << 32)) && ce.epoch == l.hop_epoch ? &ce : nullptr;
 }
 
+/// True when next_hop() filled cache entry `ce` for the destination of `family` whose address
+/// bytes are `w` (IPv4: the low half of w[0], the rest 0) from these tables.
+inline bool hop_filled(const nexthop_entry& ce, const uint64_t (&w)[2], uint8_t family,
+                       const net::fwd_table& fib, const net::neigh_table& neigh) noexcept
+{
+    uint64_t cw[2];
+    std::memcpy(cw, ce.dst.data(), 16);
+    return cw[0] == w[0] && cw[1] == w[1] && ce.family == family &&
+           ce.fib_generation == fib.generation() && ce.neigh_generation == neigh.generation();
+}
+
 /// The next hop toward `dst`: egress port index and destination MAC. Returns a drop reason
 /// (drop::count when resolved).
 drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8_t* dst,
@@ -262,10 +273,7 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
         slot = rte_hash_crc_8byte(w[1], rte_hash_crc_8byte(w[0], 6));
     }
     nexthop_entry& ce = l.nexthops[slot & (l.nexthops.size() - 1)];
-    uint64_t cw[2];
-    std::memcpy(cw, ce.dst.data(), 16);
-    if (cw[0] == w[0] && cw[1] == w[1] && ce.family == family &&
-        ce.fib_generation == fib->generation() && ce.neigh_generation == neigh->generation()) {
+    if (hop_filled(ce, w, family, *fib, *neigh)) {
         port = ce.port;
         mac = &ce.mac;
         return drop::count;
@@ -1199,11 +1207,14 @@ void prefetch_new_reverse_v4(const worker_ctx& w, const l4_view& view, const pre
     }
     uint32_t a;
     std::memcpy(&a, ep->addr.data(), 4);
-    const nexthop_entry* ce = cached_hop_v4(l, a);
-    if (ce == nullptr || ce->port >= w.ports.size()) {
+    // The cache entry as next_hop() filled it for this burst's tables (the fast path's view of
+    // it, cached_hop_v4, is filled only by established packets, which a SYN flood has none of).
+    const nexthop_entry& ce = l.nexthops[nexthop_slot_v4(a) & (l.nexthops.size() - 1)];
+    const uint64_t dw[2] = {a, 0};
+    if (!hop_filled(ce, dw, 4, *l.burst_fib, *l.burst_neigh) || ce.port >= w.ports.size()) {
         return;
     }
-    const uint8_t* snat = pick_snat(w.ports[ce->port], 4, h);
+    const uint8_t* snat = pick_snat(w.ports[ce.port], 4, h);
     if (snat == nullptr || l.port_span == 0) {
         return;
     }
