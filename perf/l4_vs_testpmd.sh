@@ -13,7 +13,10 @@
 # Environment: RUNS=5 pairs per scenario, WINDOW=4 s measured per run, WARMUP=1 s after the
 # flows are set up, FLOWS=1000000 distinct 5-tuples, CONNECT_TIMEOUT_MS=100, FWD_CPU=1 (the
 # CPU of sluiced's worker and testpmd's forwarding lcore), CTL_CPU=0 (everything else),
-# SCENARIOS="udp syn" (either or both: established flows, new flows).
+# SCENARIOS="udp syn" (either or both: established flows, new flows), DISTINCT=FLOWS (a
+# diagnostic for the established scenario: its FLOWS frames cycle through only DISTINCT flows,
+# so the replayed stream stays the same size while conntrack shrinks to DISTINCT entries, e.g.
+# 4096 to keep it in cache; the RESULT is then named l4_established_distinct<DISTINCT>).
 #
 # Traffic: perf/l4/gen_pcap.py writes 64-byte frames (60 bytes + FCS), one per client 5-tuple
 # (clients 198.18.128.0/17, VIP 198.18.10.1), FLOWS of them. net_pcap with infinite_rx=1
@@ -57,6 +60,7 @@ RUNS=${RUNS:-5}
 WINDOW=${WINDOW:-4}
 WARMUP=${WARMUP:-1}
 FLOWS=${FLOWS:-1000000}
+DISTINCT=${DISTINCT:-$FLOWS}
 CONNECT_TIMEOUT_MS=${CONNECT_TIMEOUT_MS:-100}
 FWD_CPU=${FWD_CPU:-1}
 SCENARIOS=${SCENARIOS:-udp syn} # udp: established flows, syn: new flows
@@ -64,7 +68,10 @@ CTL_CPU=${CTL_CPU:-0}
 BACKENDS=16
 VIP=198.18.10.1
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 2; }
-if [ "$RUNS" -lt 1 ] || [ "$FLOWS" -lt 1024 ]; then echo "RUNS >= 1, FLOWS >= 1024" >&2; exit 2; fi
+if [ "$RUNS" -lt 1 ] || [ "$FLOWS" -lt 1024 ] || [ "$DISTINCT" -lt 1 ] || [ "$DISTINCT" -gt "$FLOWS" ]; then
+  echo "RUNS >= 1, FLOWS >= 1024, 1 <= DISTINCT <= FLOWS" >&2
+  exit 2
+fi
 
 # --- packages and build ---------------------------------------------------------------------
 ./scripts/setup.sh >/dev/null # dpdk, python3, the build directory
@@ -114,11 +121,11 @@ POOL=1
 while [ "$POOL" -lt $((FLOWS + NPORTS * (2 * DESC + 2048) + 16384)) ]; do POOL=$((POOL * 2)); done
 POOL=$((POOL - 1))
 MEM_MB=$((POOL * 2432 * 2 / 1048576 + 512)) # mbuf ~2.4 KB; no-huge needs slack
-echo "flows=$FLOWS ports=$NPORTS mbufs=$POOL eal_mem=${MEM_MB}MB" \
+echo "flows=$FLOWS distinct(udp)=$DISTINCT ports=$NPORTS mbufs=$POOL eal_mem=${MEM_MB}MB" \
   "window=${WINDOW}s warmup=${WARMUP}s runs=$RUNS cpu: forwarding lcore on $FWD_CPU, others on $CTL_CPU"
 
 # --- traffic ----------------------------------------------------------------------------------
-python3 perf/l4/gen_pcap.py udp "$FLOWS" $VIP 7001 "$tmp/udp.pcap"
+python3 perf/l4/gen_pcap.py udp "$FLOWS" $VIP 7001 "$tmp/udp.pcap" "$DISTINCT"
 python3 perf/l4/gen_pcap.py syn "$FLOWS" $VIP 7000 "$tmp/syn.pcap"
 sed "s/connectTimeout: [0-9]*ms/connectTimeout: ${CONNECT_TIMEOUT_MS}ms/" perf/l4/mesh.yaml >"$tmp/mesh.yaml"
 grep -q "connectTimeout: ${CONNECT_TIMEOUT_MS}ms" "$tmp/mesh.yaml"
@@ -170,7 +177,7 @@ val() { local v; v=$(sed -n "s/^$2=//p" "$1"); echo "${v:-0}"; } # val FILE KEY 
 
 # run_sluiced SCENARIO RUN: prints "rate" (Mpps) on the last line; details above it.
 run_sluiced() {
-  local s=$1 r=$2 i t0 t1 ok=0
+  local s=$1 r=$2 i t0 t1 ok=0 want
   LOG="$tmp/$s/sluiced-$r.log"
   # Not through in_ns: $! must be sluiced itself (ip netns exec execs it), not a subshell.
   ip netns exec "$NS" "$SLUICED" -c "$tmp/$s.conf" >"$LOG" 2>&1 &
@@ -221,7 +228,9 @@ run_sluiced() {
   for i in $(seq 1 300); do
     dump >/dev/null || { stop_pid "$PID" 15 || true; PID=""; return 1; }
     flat >"$tmp/now"
-    if [ "$(val "$tmp/now" l4.new_flows)" -ge "$FLOWS" ]; then ok=1; break; fi
+    want=$FLOWS
+    [ "$s" = udp ] && want=$DISTINCT
+    if [ "$(val "$tmp/now" l4.new_flows)" -ge "$want" ]; then ok=1; break; fi
     sleep 0.2
   done
   if [ $ok = 0 ]; then
@@ -374,6 +383,7 @@ done
 
 for s in $SCENARIOS; do
   name=l4_established
+  [ "$DISTINCT" != "$FLOWS" ] && name=l4_established_distinct$DISTINCT
   [ $s = syn ] && name=l4_new_flows
   ratios=$(paste -d' ' <(echo "${A[$s]}" | tr ' ' '\n' | grep -v '^$') <(echo "${B[$s]}" | tr ' ' '\n' | grep -v '^$') |
     awk '{ printf "%.4f ", $1 / $2 }')
@@ -382,6 +392,7 @@ done
 for l in "${info[@]}"; do echo "$l"; done
 for s in $SCENARIOS; do
   name=l4_established
+  [ "$DISTINCT" != "$FLOWS" ] && name=l4_established_distinct$DISTINCT
   [ $s = syn ] && name=l4_new_flows
   ratios=$(paste -d' ' <(echo "${A[$s]}" | tr ' ' '\n' | grep -v '^$') <(echo "${B[$s]}" | tr ' ' '\n' | grep -v '^$') |
     awk '{ printf "%.6f ", $1 / $2 }')

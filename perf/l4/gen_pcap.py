@@ -3,8 +3,11 @@
 one frame per distinct client 5-tuple, for perf/l4_vs_testpmd.sh. Python standard library only;
 the pcap format is written by hand (classic libpcap, microsecond timestamps, LINKTYPE_ETHERNET).
 
-  gen_pcap.py udp  FLOWS VIP PORT OUT.pcap   UDP datagrams (18-byte payload)
-  gen_pcap.py syn  FLOWS VIP PORT OUT.pcap   TCP SYNs with an MSS option (1460)
+  gen_pcap.py udp  FLOWS VIP PORT OUT.pcap [DISTINCT]   UDP datagrams (18-byte payload)
+  gen_pcap.py syn  FLOWS VIP PORT OUT.pcap [DISTINCT]   TCP SYNs with an MSS option (1460)
+
+DISTINCT (default FLOWS): frame i carries flow i % DISTINCT, so FLOWS frames cycle through
+DISTINCT 5-tuples (the same stream of frames, fewer flows: a diagnostic).
 
 Flow i comes from 198.18.128.0/17 (client address 198.18.128.0 + i % 32768) and source port
 10000 + i // 32768, so FLOWS <= 32768 * 55535 tuples are distinct. Every address is in
@@ -34,11 +37,14 @@ def sum16(b):
 
 
 def main():
-    if len(sys.argv) != 6 or sys.argv[1] not in ("udp", "syn"):
+    if len(sys.argv) not in (6, 7) or sys.argv[1] not in ("udp", "syn"):
         sys.exit(__doc__)
     kind, flows, vip, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    distinct = int(sys.argv[6]) if len(sys.argv) == 7 else flows
     if not 1 <= flows <= CLIENTS * 55535:
         sys.exit("FLOWS out of range")
+    if not 1 <= distinct <= flows:
+        sys.exit("DISTINCT out of range (1..FLOWS)")
     a, b, c, d = (int(x) for x in vip.split("."))
     vip32 = (a << 24) | (b << 16) | (c << 8) | d
     if (vip32 >> 17) != (198 << 7 | 18 >> 1):
@@ -59,8 +65,9 @@ def main():
     f = open(out, "wb")
     chunks = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
     for i in range(flows):
-        src = CLIENT_BASE + i % CLIENTS
-        sport = 10000 + i // CLIENTS
+        fl = i % distinct
+        src = CLIENT_BASE + fl % CLIENTS
+        sport = 10000 + fl // CLIENTS
         src_sum = (src >> 16) + (src & 0xFFFF)
         ident = i & 0xFFFF
         ip_ck = 0xFFFF - csum_fold(ip_fixed + src_sum + ident)
