@@ -1505,23 +1505,23 @@ namespace {
 
 /// The next hop of IPv4 destination `dst` (its 4 bytes as loaded) by next_hop(), then the
 /// fast path's view of its cache entry filled (see nexthop_entry): that entry, or nullptr with
-/// the drop reason in `why` (an egress port the worker does not have: l4_no_route). Cold: once
-/// per destination and epoch.
+/// the packet's drop decision in `miss` (an egress port the worker does not have:
+/// l4_no_route). Cold: once per destination and epoch.
 [[gnu::cold]] [[gnu::noinline]] const nexthop_entry* fill_hop_v4(const worker_ctx& w, l4_lcore& l,
                                                                  stats::lcore_counters& c,
                                                                  uint32_t dst, uint64_t now,
-                                                                 drop& why) noexcept
+                                                                 l4_decision& miss) noexcept
 {
     uint8_t a[4];
     std::memcpy(a, &dst, 4);
     uint16_t port = 0;
     const net::mac_addr* mac = nullptr;
     if (const drop d = next_hop(l, c, 4, a, now, port, mac); d != drop::count) {
-        why = d;
+        miss = dropped(d);
         return nullptr;
     }
     if (port >= w.ports.size()) {
-        why = drop::l4_no_route;
+        miss = dropped(drop::l4_no_route);
         return nullptr;
     }
     nexthop_entry& ce = l.nexthops[nexthop_slot_v4(dst) & (l.nexthops.size() - 1)];
@@ -1536,18 +1536,19 @@ namespace {
 }
 
 /// The next hop of IPv4 destination `dst` (its 4 bytes as loaded) from the per-lcore cache,
-/// else fill_hop_v4(). Same answers as next_hop(), and the egress port is one of the worker's.
+/// else fill_hop_v4() (`miss`: as there). Same answers as next_hop(), and the egress port is one
+/// of the worker's.
 // always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
 // loop keeps its registers (out of line, callgrind counts the call and the spills).
 [[gnu::always_inline]] inline const nexthop_entry* fast_hop_v4(const worker_ctx& w, l4_lcore& l,
                                                                stats::lcore_counters& c,
                                                                uint32_t dst, uint64_t now,
-                                                               drop& why) noexcept
+                                                               l4_decision& miss) noexcept
 {
     if (const nexthop_entry* ce = cached_hop_v4(l, dst)) [[likely]] {
         return ce;
     }
-    return fill_hop_v4(w, l, c, dst, now, why);
+    return fill_hop_v4(w, l, c, dst, now, miss);
 }
 
 /// True when the published `view` has a listener for a flow's VIP, port and protocol, given
@@ -1641,7 +1642,7 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     uint32_t slow = n == 32 ? UINT32_MAX : (1u << n) - 1;
     const unsigned k = b.k;
     b.tx_port = -1;
-    unsigned sent = 0;
+    unsigned answered = 0; // taken but not transmitted as they are (dropped, ICMP answers)
     uint32_t ports_or = 0; // of the tx ports
     uint32_t ports_and = UINT32_MAX;
     if (k == 0) {
@@ -1677,7 +1678,8 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     static_assert(stats::max_ports <= 256, "entry_v4::client_hop_port is one byte");
     auto& c = *w.counters;
     const uint64_t now = rte_rdtsc();
-    uint64_t hits[2] = {0, 0};
+    uint32_t taken = 0;      // bit j: candidate j was decided here
+    uint32_t reply_hits = 0; // of them, replies
     // Pass 3: established full-NAT flows in either direction, run to completion.
     for (unsigned j = 0; j < k; ++j) {
         const auto m = ct.lookup_raw(addrs[j], ports[j], hash[j], hint[j], now);
@@ -1720,8 +1722,8 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         } else {
             ct.touch(*e, now);
         }
-        slow &= ~(1u << at[j]);
-        ++hits[fwd ? 0 : 1];
+        taken |= 1u << j;
+        reply_hits += fwd ? 0 : 1;
         const v4_words nw = rewrite_words(*e, fwd);
         uint16_t port;
         const uint8_t* dmac;
@@ -1734,10 +1736,9 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
             smac = op.mac.data();
             mtu = op.mtu;
         } else {
-            drop why = drop::count;
-            const nexthop_entry* hop = fast_hop_v4(w, l, c, nw.dst, now, why);
-            if (hop == nullptr) {
-                out[at[j]] = dropped(why);
+            const nexthop_entry* hop = fast_hop_v4(w, l, c, nw.dst, now, out[at[j]]);
+            if (hop == nullptr) [[unlikely]] {
+                ++answered;
                 continue;
             }
             port = hop->port;
@@ -1752,6 +1753,7 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         }
         if (const uint16_t total = rte_be_to_cpu_16(ld16(ip[j] + 2)); total > mtu) [[unlikely]] {
             out[at[j]] = answer_too_big(w, b.pkts[at[j]], 14, ip[j], 4, 20, b.in_port, mtu);
+            ++answered;
             continue;
         }
         const net::nat_v4_delta fd{e->nat_csum[0], e->nat_csum[1]};
@@ -1761,18 +1763,28 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         std::memcpy(eth, dmac, 6);
         std::memcpy(eth + 6, smac, 6);
         out[at[j]] = {l4_verdict::tx, port, drop::count};
-        ++sent;
         ports_or |= port; // all one port when the or and the and agree
         ports_and &= port;
     }
     // The common case: the whole burst leaves by one port (dispatch is one tx burst).
-    b.tx_port = slow == 0 && sent == n && ports_or == ports_and ? static_cast<int>(ports_or) : -1;
-    l.fast_taken += hits[0] + hits[1];
-    if (hits[0] != 0) {
-        c.count(l4_event::flow_hits, hits[0]);
+    // The packets taken leave the slow mask: all of them at once when every packet of the
+    // burst was a candidate (then candidate j is packet j) and taken.
+    if (k == n && taken == slow) {
+        slow = 0;
+    } else {
+        for (uint32_t bits = taken; bits != 0; bits &= bits - 1) {
+            slow &= ~(1u << at[__builtin_ctz(bits)]);
+        }
     }
-    if (hits[1] != 0) {
-        c.count(l4_event::reply_hits, hits[1]);
+    b.tx_port =
+        slow == 0 && answered == 0 && ports_or == ports_and ? static_cast<int>(ports_or) : -1;
+    const auto hits = static_cast<uint32_t>(__builtin_popcount(taken));
+    l.fast_taken += hits;
+    if (hits != reply_hits) {
+        c.count(l4_event::flow_hits, hits - reply_hits);
+    }
+    if (reply_hits != 0) {
+        c.count(l4_event::reply_hits, reply_hits);
     }
     return slow;
 }
