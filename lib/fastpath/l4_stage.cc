@@ -1553,8 +1553,8 @@ namespace {
 
 /// True when the published `view` has a listener for a flow's VIP, port and protocol, given
 /// as a client packet's raw key words (a reply passes its flow's forward key words):
-/// remembered per view generation, so a packet of an established flow pays a multiply and
-/// two compares, not view->find().
+/// remembered per view generation, so a flow's check (once per epoch and direction) costs a
+/// multiply and two compares, not view->find().
 // always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
 // loop keeps its registers (out of line, callgrind counts the call and the spills).
 [[gnu::always_inline]] inline bool listener_exists(l4_lcore& l, const l4_view* view, uint64_t addrs,

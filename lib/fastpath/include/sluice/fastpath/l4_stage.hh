@@ -166,7 +166,8 @@ struct l4_lcore {
     uint64_t hop_view_gen = 0;
     /// Listeners the fast path found in the published view (direct-mapped by VIP, port and
     /// protocol; valid for one view generation): an established flow's packet is only taken
-    /// while its listener exists, as the full stage requires, for about a dozen instructions.
+    /// while its listener exists, as the full stage requires. Each flow asks once per epoch
+    /// and direction (entry_v4::fwd_epoch, client_hop_epoch), flows of one VIP share an answer.
     struct listener_memo {
         uint64_t key = 0; ///< VIP | port << 32 | protocol << 48 | 1 << 56 (0: empty)
         uint64_t generation = 0;
@@ -237,8 +238,8 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
 /// SYN, found in this lcore's IPv4 table as a two-key flow (a reply that still waits for its
 /// SYN-ACK excepted). Fills `out[i]` for the packets it took and returns the bit mask (bit i:
 /// packet i) of the others, which go through classify_stage and l4_stage as before.
-/// A client's packet is taken only while its listener exists (remembered per view
-/// generation), as in the full stage: a VIP removed from the config stops at once.
+/// A client's packet is taken only while its listener exists (checked once per flow and
+/// direction per hop epoch), as in the full stage: a VIP removed from the config stops at once.
 /// One difference in order: the fast path decides its packets before the full stage runs the
 /// burst's others, so a slow packet that replaces a flow (a SYN reusing a closed 5-tuple) does
 /// not affect a later packet of that 5-tuple in the same burst (it would need a round trip).
