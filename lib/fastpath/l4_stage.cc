@@ -233,7 +233,7 @@ inline uint32_t nexthop_slot_v4(uint32_t dst) noexcept
 
 /// The next-hop cache's entry for IPv4 `dst` (its 4 bytes as loaded) when it was filled in
 /// the current epoch (l4_lcore::hop_epoch: same route and neighbour tables), else nullptr.
-/// Reads only (next_hop() fills the cache).
+/// Reads only (fill_hop_v4 fills the fast path's view).
 inline const nexthop_entry* cached_hop_v4(const l4_lcore& l, uint32_t dst) noexcept
 {
     const nexthop_entry& ce = l.nexthops[nexthop_slot_v4(dst) & (l.nexthops.size() - 1)];
@@ -293,7 +293,7 @@ drop next_hop(l4_lcore& l, stats::lcore_counters& c, uint8_t family, const uint8
     }
     ce.family = family;
     std::memcpy(ce.dst.data(), w, 16);
-    ce.key4 = 0; // the fast path's view: filled by fast_hop_v4
+    ce.key4 = 0; // the fast path's view: filled by fill_hop_v4
     ce.fib_generation = fib->generation();
     ce.neigh_generation = neigh->generation();
     ce.mac = *m;
@@ -1672,7 +1672,15 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         l.hop_fib_gen = l.burst_fib_gen;
         l.hop_neigh_gen = l.burst_neigh_gen;
         l.hop_view_gen = view_gen;
-        l.hop_epoch = l.hop_epoch + 1 == 0 ? 1 : l.hop_epoch + 1;
+        if (++l.hop_epoch == 0) [[unlikely]] {
+            // Wrapped: an entry left since the last time the epoch had its value would look
+            // valid again. Next hops are forgotten (flows tagged then are long gone: their
+            // timeouts are far shorter than 2^32 table changes).
+            l.hop_epoch = 1;
+            for (auto& ce : l.nexthops) {
+                ce.key4 = 0;
+            }
+        }
     }
     const uint32_t epoch = l.hop_epoch;
     static_assert(stats::max_ports <= 256, "entry_v4::client_hop_port is one byte");

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <bit>
 #include <cstring>
 #include <random>
 
@@ -485,11 +486,26 @@ TEST(RewriteNat, ReverseDeltaMatchesTheReverseRewriteRandomized)
         const uint32_t old_p = rng();
         bytes r = q;
         const nat_v4_delta fwd = nat_v4_delta_of(old_a, old_p, new_a, new_p);
+        const nat_v4_delta rev = nat_v4_delta_of(new_a, new_p, old_a, old_p);
+        ASSERT_EQ(nat_v4_delta_reverse(fwd).ip, rev.ip) << "packet " << i;
+        ASSERT_EQ(nat_v4_delta_reverse(fwd).l4, rev.l4) << "packet " << i;
         nat_rewrite_v4_delta(q.data(), q.data() + 20, proto, old_a, old_p,
                              nat_v4_delta_of(new_a, new_p, old_a, old_p));
         nat_rewrite_v4_delta(r.data(), r.data() + 20, proto, old_a, old_p,
                              nat_v4_delta_reverse(fwd));
         ASSERT_EQ(q, r) << "packet " << i;
+    }
+    // A rewrite whose L4 change nets to zero (addresses and ports swapped: the same sums),
+    // the one case where the negation needs its zero written as nat_v4_delta_of writes it.
+    for (int i = 0; i < 1000; ++i) {
+        const uint64_t x = rng();
+        const uint64_t y = rng();
+        const uint32_t p = rng();
+        const nat_v4_delta fwd = nat_v4_delta_of(x | y << 32, p, y | x << 32, std::rotl(p, 16));
+        const nat_v4_delta rev = nat_v4_delta_of(y | x << 32, std::rotl(p, 16), x | y << 32, p);
+        EXPECT_EQ(fwd.l4, 0xffff);
+        EXPECT_EQ(nat_v4_delta_reverse(fwd).ip, rev.ip) << i;
+        EXPECT_EQ(nat_v4_delta_reverse(fwd).l4, rev.l4) << i;
     }
     // Every forward delta, against the definition (the ones' complement values agree).
     for (uint32_t ip = 0; ip <= 0xffff; ++ip) {

@@ -30,6 +30,7 @@
 /// replies to their owner's queue: glue/flow_steering.hh).
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -101,21 +102,24 @@ struct frag_entry {
 
 /// A remembered next hop: destination -> egress port and MAC, valid for one pair of route and
 /// neighbour tables (their generations).
-struct nexthop_entry {
-    /// The fast path's view of an IPv4 entry, valid while `key4` is its destination (4 bytes
-    /// as loaded) | 1 << 32 (0: none) and `epoch` is l4_lcore::hop_epoch: `l2` the frame's
-    /// destination MAC then the egress port's own, `mtu` the egress port's (checked < ports).
+struct alignas(32) nexthop_entry {
+    /// The fast path's view of an IPv4 entry (its first 32 bytes, one cache line), valid
+    /// while `key4` is its destination (4 bytes as loaded) | 1 << 32 (0: none) and `epoch` is
+    /// l4_lcore::hop_epoch: `l2` the frame's destination MAC then the egress port's own,
+    /// `mtu` the egress port's, `port` (also next_hop()'s) checked < the worker's ports.
     uint64_t key4 = 0;
     uint32_t epoch = 0;
     uint16_t mtu = 0;
+    uint16_t port = 0;
     std::array<uint8_t, 12> l2{};
     std::array<uint8_t, 16> dst{};
     uint64_t fib_generation = 0;
     uint64_t neigh_generation = 0;
     net::mac_addr mac;
-    uint16_t port = 0;
     uint8_t family = 0;
 };
+static_assert(offsetof(nexthop_entry, l2) + 12 <= 32 && sizeof(nexthop_entry) % 32 == 0,
+              "the fast path's view of a next hop is never split across cache lines");
 
 inline constexpr uint16_t fast_burst_max = 32; ///< = burst_size (worker.hh)
 

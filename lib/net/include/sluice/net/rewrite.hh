@@ -15,6 +15,7 @@
 /// Hot path: every function is noexcept, allocation-free, with no syscall and no libc memcpy
 /// of variable size; they live in rewrite.cc (not inline) until a measurement says otherwise.
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -105,11 +106,14 @@ nat_v4_delta nat_v4_delta_of(uint64_t old_addrs, uint32_t old_ports, uint64_t ad
 /// out of the negation, once for the reply's own). A flow stores one delta, not two.
 constexpr nat_v4_delta nat_v4_delta_reverse(nat_v4_delta d) noexcept
 {
-    // A TTL decrement changes the (TTL, protocol) word as loaded by -1: 0xfffe in ones'
-    // complement; twice, 0x1fffc, folds to 0xfffd.
+    // A TTL decrement changes the (TTL, protocol) word as loaded (little-endian: TTL the low
+    // byte) by -1: 0xfffe in ones' complement; twice, 0x1fffc, folds to 0xfffd.
+    static_assert(std::endian::native == std::endian::little, "the TTL change as loaded");
     uint32_t ip = static_cast<uint16_t>(~d.ip) + 0xfffdu;
     ip = (ip & 0xffffu) + (ip >> 16);
-    return {static_cast<uint16_t>(ip), static_cast<uint16_t>(~d.l4)};
+    // nat_v4_delta_of's folds never give 0 (a zero change is 0xffff): neither does this.
+    const auto l4 = static_cast<uint16_t>(~d.l4);
+    return {static_cast<uint16_t>(ip), l4 == 0 ? uint16_t{0xffff} : l4};
 }
 
 /// nat_rewrite_v4 with `dec_ttl` (20-byte header) for a packet whose addresses and ports are
