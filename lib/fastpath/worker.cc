@@ -182,17 +182,12 @@ void flush_pending(const worker_ctx& w) noexcept
     finish(w, w.ports[b.in_port], b.pkts, b.n, slow, bd.d, false);
 }
 
-uint64_t count_rx(const worker_ctx& w, const port_ctx& p, rte_mbuf* const* pkts,
-                  uint16_t n) noexcept
+/// Counts `n` frames of `bytes` in all received on port `p`.
+void count_rx(const worker_ctx& w, const port_ctx& p, uint16_t n, uint64_t bytes) noexcept
 {
     auto& pc = w.counters->port[p.index];
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < n; ++i) {
-        bytes += rte_pktmbuf_pkt_len(pkts[i]);
-    }
     pc.rx_packets.add(n);
     pc.rx_bytes.add(bytes);
-    return bytes;
 }
 
 unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
@@ -201,7 +196,11 @@ unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
         rte_mbuf* pkts[burst_size];
         const uint16_t n = rte_eth_rx_burst(p.nic, w.queue, pkts, burst_size);
         if (n != 0) {
-            count_rx(w, p, pkts, n);
+            uint64_t bytes = 0;
+            for (uint16_t i = 0; i < n; ++i) {
+                bytes += rte_pktmbuf_pkt_len(pkts[i]);
+            }
+            count_rx(w, p, n, bytes);
             process(w, p, pkts, n, false);
         }
         return n;
@@ -218,9 +217,7 @@ unsigned poll_rx(const worker_ctx& w, const port_ctx& p) noexcept
     b.n = n;
     b.in_port = p.index;
     l4_fast_begin(w, b); // sums the burst's length on the way (rx_bytes)
-    auto& pc = w.counters->port[p.index];
-    pc.rx_packets.add(n);
-    pc.rx_bytes.add(b.rx_bytes);
+    count_rx(w, p, n, b.rx_bytes);
     flush_pending(w);
     l.pending = static_cast<int>(slot);
     return n;

@@ -512,19 +512,7 @@ protected:
         _neigh = std::make_unique<rcu::published<net::neigh_table>>(*_qsbr);
         _view = std::make_unique<rcu::published<fastpath::l4_view>>(*_qsbr);
 
-        // Routes: the client subnets on wan, the backends on lan (connected).
-        std::vector<net::route> routes;
-        for (const auto& [p, port] :
-             {std::pair{"198.18.0.0/24", 0}, std::pair{"198.19.0.0/16", 1},
-              std::pair{"2001:db8::/64", 0}, std::pair{"2001:db8:1::/64", 1}}) {
-            auto pf = net::prefix::parse(p);
-            ASSERT_TRUE(pf.ok());
-            routes.push_back(
-                {pf->network(), {}, static_cast<uint16_t>(port), net::route_kind::unicast, 0});
-        }
-        auto fib = net::fwd_table::build(routes, static_cast<int>(rte_socket_id()));
-        ASSERT_TRUE(fib.ok()) << fib.err().message;
-        _fib->publish(std::move(*fib));
+        publish_routes();
         publish_neighbours();
 
         _ports[0].nic = s_wan.port;
@@ -617,6 +605,24 @@ protected:
     }
 
     // ---- configuration
+
+    /// Routes: the client subnets on wan, the backends on lan (connected), or on port index
+    /// `backend_port`.
+    void publish_routes(uint16_t backend_port = 1)
+    {
+        std::vector<net::route> routes;
+        for (const auto& [p, port] :
+             {std::pair{"198.18.0.0/24", uint16_t{0}}, std::pair{"198.19.0.0/16", backend_port},
+              std::pair{"2001:db8::/64", uint16_t{0}},
+              std::pair{"2001:db8:1::/64", backend_port}}) {
+            auto pf = net::prefix::parse(p);
+            ASSERT_TRUE(pf.ok());
+            routes.push_back({pf->network(), {}, port, net::route_kind::unicast, 0});
+        }
+        auto fib = net::fwd_table::build(routes, static_cast<int>(rte_socket_id()));
+        ASSERT_TRUE(fib.ok()) << fib.err().message;
+        _fib->publish(std::move(*fib));
+    }
 
     void publish_neighbours(bool with_far = false, const net::mac_addr& client_as = client_mac)
     {
@@ -1140,18 +1146,6 @@ TEST_F(L4, AnEstablishedFlowRoutedToAPortTheWorkerLacksIsDroppedUntilTheRouteIsB
     golden("established: the fast path", 0, dgram, 1, out, {{}, {{l4_event::flow_hits, 1}}});
     // The backends' route now names port 7 (with a neighbour there): not one of the worker's
     // two ports, so no next hop, in the fast path as in the full stage.
-    auto publish_routes = [&](uint16_t backend_port) {
-        std::vector<net::route> routes;
-        for (const auto& [p, port] :
-             {std::pair{"198.18.0.0/24", uint16_t{0}}, std::pair{"198.19.0.0/16", backend_port}}) {
-            auto pf = net::prefix::parse(p);
-            ASSERT_TRUE(pf.ok());
-            routes.push_back({pf->network(), {}, port, net::route_kind::unicast, 0});
-        }
-        auto fib = net::fwd_table::build(routes, static_cast<int>(rte_socket_id()));
-        ASSERT_TRUE(fib.ok()) << fib.err().message;
-        _fib->publish(std::move(*fib));
-    };
     publish_routes(7);
     const std::vector<net::neighbour> moved{{0, client, client_mac}, {7, b, backend_mac(b)}};
     _neigh->publish(net::neigh_table::build(moved));
