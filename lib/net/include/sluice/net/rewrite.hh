@@ -123,18 +123,18 @@ constexpr nat_v4_delta nat_v4_delta_reverse(nat_v4_delta d) noexcept
 inline void nat_rewrite_v4_delta(uint8_t* ip, uint8_t* l4, uint8_t proto, uint64_t addrs,
                                  uint32_t ports, nat_v4_delta d) noexcept
 {
-    // RFC 1624 eqn. 3, HC' = ~(~HC + delta), folded twice: ~HC + delta < 2^17, and the sum
-    // is zero only when both are (as in apply_diff, so the results are identical).
+    // RFC 1624 eqn. 3, HC' = ~(~HC + delta), the ones' complement sum with its end-around
+    // carry (an add and an add-with-carry): ~HC + delta <= 0x1fffe, so one fold is exact, and
+    // the sum is zero only when both are (as in apply_diff, so the results are identical).
     auto patch = [](uint8_t* at, uint16_t delta, bool udp) noexcept {
         uint16_t c;
         std::memcpy(&c, at, 2);
         if (udp && c == 0) {
             return; // no checksum stays none
         }
-        uint32_t s = static_cast<uint32_t>(static_cast<uint16_t>(~c)) + delta;
-        s = (s & 0xffffu) + (s >> 16);
-        s = (s & 0xffffu) + (s >> 16);
-        c = static_cast<uint16_t>(~s);
+        uint16_t s;
+        const bool carry = __builtin_add_overflow(static_cast<uint16_t>(~c), delta, &s);
+        c = static_cast<uint16_t>(~static_cast<uint16_t>(s + carry));
         if (udp && c == 0) {
             c = 0xffff; // 0 means "no checksum" (RFC 768)
         }
