@@ -1633,7 +1633,12 @@ uint32_t l4_fast_path(const worker_ctx& w, uint16_t in_port, std::span<rte_mbuf*
     b.n = static_cast<uint16_t>(pkts.size() < burst_size ? pkts.size() : burst_size);
     std::copy_n(pkts.begin(), b.n, b.pkts);
     l4_fast_begin(w, b);
-    return l4_fast_finish(w, b, out);
+    const uint32_t slow = l4_fast_finish(w, b, out);
+    if (b.tx_port >= 0) {
+        std::fill_n(out.begin(), b.n, l4_decision{l4_verdict::tx, static_cast<uint16_t>(b.tx_port),
+                                                  drop::count});
+    }
+    return slow;
 }
 
 uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decision> out) noexcept
@@ -1683,11 +1688,13 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         }
     }
     const uint32_t epoch = l.hop_epoch;
-    static_assert(stats::max_ports <= 256, "entry_v4::client_hop_port is one byte");
+    static_assert(stats::max_ports <= 256, "entry_v4::client_hop_port and tx_of are one byte");
     auto& c = *w.counters;
     const uint64_t now = rte_rdtsc();
     uint32_t taken = 0;      // bit j: candidate j was decided here
+    uint32_t sent = 0;       // of them, transmitted (by port tx_of[j]); the others answered
     uint32_t reply_hits = 0; // of them, replies
+    uint8_t tx_of[burst_size];
     // Pass 3: established full-NAT flows in either direction, run to completion.
     for (unsigned j = 0; j < k; ++j) {
         const auto m = ct.lookup_raw(addrs[j], ports[j], hash[j], hint[j], now);
@@ -1770,7 +1777,9 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         uint8_t* eth = ip[j] - 14;
         std::memcpy(eth, dmac, 6);
         std::memcpy(eth + 6, smac, 6);
-        out[at[j]] = {l4_verdict::tx, port, drop::count};
+        // The decision is written only when the burst does not leave as a whole (below).
+        tx_of[j] = static_cast<uint8_t>(port);
+        sent |= 1u << j;
         ports_or |= port; // all one port when the or and the and agree
         ports_and &= port;
     }
@@ -1786,6 +1795,12 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     }
     b.tx_port =
         slow == 0 && answered == 0 && ports_or == ports_and ? static_cast<int>(ports_or) : -1;
+    if (b.tx_port < 0) {
+        for (uint32_t bits = sent; bits != 0; bits &= bits - 1) {
+            const auto j = static_cast<unsigned>(__builtin_ctz(bits));
+            out[at[j]] = {l4_verdict::tx, tx_of[j], drop::count};
+        }
+    }
     const auto hits = static_cast<uint32_t>(__builtin_popcount(taken));
     l.fast_taken += hits;
     if (hits != reply_hits) {

@@ -248,6 +248,8 @@ uint16_t l4_stage(const worker_ctx& w, const port_ctx& in, std::span<rte_mbuf* c
 /// burst's others, so a slow packet that replaces a flow (a SYN reusing a closed 5-tuple) does
 /// not affect a later packet of that 5-tuple in the same burst (it would need a round trip).
 /// l4_fast_path is l4_fast_begin then l4_fast_finish; `b.pkts` and `b.n` set by the caller.
+/// l4_fast_finish leaves `out` unwritten when it sets `b.tx_port` (every packet taken and
+/// transmitted by that port: the caller sends the burst as it is); l4_fast_path fills it.
 uint32_t l4_fast_path(const worker_ctx& w, uint16_t in_port, std::span<rte_mbuf* const> pkts,
                       std::span<l4_decision> out) noexcept;
 void l4_fast_begin(const worker_ctx& w, fast_burst& b) noexcept;
