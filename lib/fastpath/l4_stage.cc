@@ -232,12 +232,12 @@ inline uint32_t nexthop_slot_v4(uint32_t dst) noexcept
 }
 
 /// The next-hop cache's entry for IPv4 `dst` (its 4 bytes as loaded) when it was filled in
-/// the current epoch (l4_lcore::hop_epoch: same route and neighbour tables), else nullptr.
-/// Reads only (fill_hop_v4 fills the fast path's view).
-inline const nexthop_entry* cached_hop_v4(const l4_lcore& l, uint32_t dst) noexcept
+/// the current epoch (`epoch`, l4_lcore::hop_epoch as the caller loaded it: same route and
+/// neighbour tables), else nullptr. Reads only (fill_hop_v4 fills the fast path's view).
+inline const nexthop_entry* cached_hop_v4(const l4_lcore& l, uint32_t dst, uint32_t epoch) noexcept
 {
     const nexthop_entry& ce = l.nexthops[nexthop_slot_v4(dst) & (l.nexthops.size() - 1)];
-    return ce.key4 == (dst | (1ULL << 32)) && ce.epoch == l.hop_epoch ? &ce : nullptr;
+    return ce.key4 == (dst | (1ULL << 32)) && ce.epoch == epoch ? &ce : nullptr;
 }
 
 /// True when next_hop() filled cache entry `ce` for the destination of `family` whose address
@@ -1537,15 +1537,16 @@ namespace {
 
 /// The next hop of IPv4 destination `dst` (its 4 bytes as loaded) from the per-lcore cache,
 /// else fill_hop_v4() (`miss`: as there). Same answers as next_hop(), and the egress port is one
-/// of the worker's.
+/// of the worker's. `epoch` is l.hop_epoch as the caller loaded it for the burst.
 // always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
 // loop keeps its registers (out of line, callgrind counts the call and the spills).
 [[gnu::always_inline]] inline const nexthop_entry* fast_hop_v4(const worker_ctx& w, l4_lcore& l,
                                                                stats::lcore_counters& c,
-                                                               uint32_t dst, uint64_t now,
+                                                               uint32_t dst, uint32_t epoch,
+                                                               uint64_t now,
                                                                l4_decision& miss) noexcept
 {
-    if (const nexthop_entry* ce = cached_hop_v4(l, dst)) [[likely]] {
+    if (const nexthop_entry* ce = cached_hop_v4(l, dst, epoch)) [[likely]] {
         return ce;
     }
     return fill_hop_v4(w, l, c, dst, now, miss);
@@ -1647,7 +1648,6 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     uint32_t slow = n == 32 ? UINT32_MAX : (1u << n) - 1;
     const unsigned k = b.k;
     b.tx_port = -1;
-    unsigned answered = 0; // taken but not transmitted as they are (dropped, ICMP answers)
     uint32_t ports_or = 0; // of the tx ports
     uint32_t ports_and = UINT32_MAX;
     if (k == 0) {
@@ -1691,9 +1691,9 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     static_assert(stats::max_ports <= 256, "entry_v4::client_hop_port and tx_of are one byte");
     auto& c = *w.counters;
     const uint64_t now = rte_rdtsc();
-    uint32_t taken = 0;      // bit j: candidate j was decided here
-    uint32_t sent = 0;       // of them, transmitted (by port tx_of[j]); the others answered
-    uint32_t reply_hits = 0; // of them, replies
+    uint32_t sent = 0;       // bit j: candidate j was transmitted (by port tx_of[j])
+    uint32_t answered_bits = 0; // bit j: candidate j was dropped or answered here instead
+    uint32_t reply_hits = 0; // of both, replies
     uint8_t tx_of[burst_size];
     // Pass 3: established full-NAT flows in either direction, run to completion.
     for (unsigned j = 0; j < k; ++j) {
@@ -1737,7 +1737,6 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         } else {
             ct.touch(*e, now);
         }
-        taken |= 1u << j;
         reply_hits += fwd ? 0 : 1;
         const v4_words nw = rewrite_words(*e, fwd);
         uint16_t port;
@@ -1751,9 +1750,9 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
             smac = op.mac.data();
             mtu = op.mtu;
         } else {
-            const nexthop_entry* hop = fast_hop_v4(w, l, c, nw.dst, now, out[at[j]]);
+            const nexthop_entry* hop = fast_hop_v4(w, l, c, nw.dst, epoch, now, out[at[j]]);
             if (hop == nullptr) [[unlikely]] {
-                ++answered;
+                answered_bits |= 1u << j;
                 continue;
             }
             port = hop->port;
@@ -1768,7 +1767,7 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         }
         if (const uint16_t total = rte_be_to_cpu_16(ld16(ip[j] + 2)); total > mtu) [[unlikely]] {
             out[at[j]] = answer_too_big(w, b.pkts[at[j]], 14, ip[j], 4, 20, b.in_port, mtu);
-            ++answered;
+            answered_bits |= 1u << j;
             continue;
         }
         const net::nat_v4_delta fd{e->nat_csum[0], e->nat_csum[1]};
@@ -1783,6 +1782,7 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         ports_or |= port; // all one port when the or and the and agree
         ports_and &= port;
     }
+    const uint32_t taken = sent | answered_bits; // bit j: candidate j was decided here
     // The common case: the whole burst leaves by one port (dispatch is one tx burst).
     // The packets taken leave the slow mask: all of them at once when every packet of the
     // burst was a candidate (then candidate j is packet j) and taken.
@@ -1794,7 +1794,7 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
         }
     }
     b.tx_port =
-        slow == 0 && answered == 0 && ports_or == ports_and ? static_cast<int>(ports_or) : -1;
+        slow == 0 && answered_bits == 0 && ports_or == ports_and ? static_cast<int>(ports_or) : -1;
     if (b.tx_port < 0) {
         for (uint32_t bits = sent; bits != 0; bits &= bits - 1) {
             const auto j = static_cast<unsigned>(__builtin_ctz(bits));
