@@ -1540,11 +1540,9 @@ namespace {
 /// of the worker's. `epoch` is l.hop_epoch as the caller loaded it for the burst.
 // always_inline (STYLE H7): one call per packet in the fast path's loops; inline, the
 // loop keeps its registers (out of line, callgrind counts the call and the spills).
-[[gnu::always_inline]] inline const nexthop_entry* fast_hop_v4(const worker_ctx& w, l4_lcore& l,
-                                                               stats::lcore_counters& c,
-                                                               uint32_t dst, uint32_t epoch,
-                                                               uint64_t now,
-                                                               l4_decision& miss) noexcept
+[[gnu::always_inline]] inline const nexthop_entry*
+fast_hop_v4(const worker_ctx& w, l4_lcore& l, stats::lcore_counters& c, uint32_t dst,
+            uint32_t epoch, uint64_t now, l4_decision& miss) noexcept
 {
     if (const nexthop_entry* ce = cached_hop_v4(l, dst, epoch)) [[likely]] {
         return ce;
@@ -1636,8 +1634,8 @@ uint32_t l4_fast_path(const worker_ctx& w, uint16_t in_port, std::span<rte_mbuf*
     l4_fast_begin(w, b);
     const uint32_t slow = l4_fast_finish(w, b, out);
     if (b.tx_port >= 0) {
-        std::fill_n(out.begin(), b.n, l4_decision{l4_verdict::tx, static_cast<uint16_t>(b.tx_port),
-                                                  drop::count});
+        std::fill_n(out.begin(), b.n,
+                    l4_decision{l4_verdict::tx, static_cast<uint16_t>(b.tx_port), drop::count});
     }
     return slow;
 }
@@ -1691,9 +1689,9 @@ uint32_t l4_fast_finish(const worker_ctx& w, fast_burst& b, std::span<l4_decisio
     static_assert(stats::max_ports <= 256, "entry_v4::client_hop_port and tx_of are one byte");
     auto& c = *w.counters;
     const uint64_t now = rte_rdtsc();
-    uint32_t sent = 0;       // bit j: candidate j was transmitted (by port tx_of[j])
+    uint32_t sent = 0;          // bit j: candidate j was transmitted (by port tx_of[j])
     uint32_t answered_bits = 0; // bit j: candidate j was dropped or answered here instead
-    uint32_t reply_hits = 0; // of both, replies
+    uint32_t reply_hits = 0;    // of both, replies
     uint8_t tx_of[burst_size];
     // Pass 3: established full-NAT flows in either direction, run to completion.
     for (unsigned j = 0; j < k; ++j) {
