@@ -878,7 +878,7 @@ l4_decision reply(const worker_ctx& w, const l4_view* view, const pkt& p, uint16
     if (view == nullptr || view->find(F::family, ct.vip_addr(e), e.proto, e.vip_port) == nullptr) {
         // Its VIP left the config: the client's packets already go to the kernel; the flow
         // is not refreshed and times out (a UDP server push would otherwise never end).
-        return dropped(drop::l4_no_flow);
+        return dropped(drop::l4_no_listener);
     }
     c.count(l4_event::reply_hits);
     if (p.proto == proto_tcp) {

@@ -1125,9 +1125,10 @@ TEST_F(L4, AnEstablishedFlowStopsWhenItsVipLeavesTheConfig)
     _view->publish(fastpath::build_l4_view(fastpath::l4_view_input{}).value());
     golden("the VIP left the config", 0, dgram, 2, {}, {});
     // Replies stop too (a UDP server push would otherwise refresh the flow for ever): dropped
-    // as no flow's, and the flow is left to time out.
+    // by their own reason (the flow is tracked, its listener is gone), and the flow is left
+    // to time out.
     golden("a reply after the VIP left the config", 1, answer, -1, {},
-           {{{drop::l4_no_flow, 1}}, {}});
+           {{{drop::l4_no_listener, 1}}, {}});
     EXPECT_EQ(_l4->fast_taken, fast_before + 2);
     const auto m = _l4->ct4.lookup(key4(client, vip, 5700, 7001, udp_p), rte_rdtsc());
     ASSERT_NE(m.e, nullptr);

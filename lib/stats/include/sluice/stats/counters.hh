@@ -33,6 +33,7 @@ namespace sluice::stats {
     X(inject_full, "slow-path to worker TX ring full")                                             \
     X(l4_no_backend, "L4: no usable endpoint (missing cluster, none healthy, no route match)")     \
     X(l4_no_flow, "L4: full-NAT packet of no tracked flow (not a SYN, or a reply to nothing)")     \
+    X(l4_no_listener, "L4: backend reply of a tracked flow whose VIP left the config")             \
     X(l4_conntrack_full, "L4: full-NAT new flow refused: flow table full (flood guard)")           \
     X(l4_no_snat, "L4: the egress port has no SNAT address of the flow's family")                  \
     X(l4_snat_exhausted, "L4: no free SNAT port for the backend after bounded probing")            \
