@@ -761,6 +761,18 @@ protected:
         return send(port, std::vector<bytes>{frame});
     }
 
+    /// Establishes a UDP flow from `client` port `cport` to VIP:7001 with one datagram of 10
+    /// payload bytes (sent, and forwarded to the backend Maglev picks): `b` is that backend,
+    /// `dgram` the client's frame. Call under ASSERT_NO_FATAL_FAILURE.
+    void establish_udp(uint16_t cport, net::ip_addr& b, bytes& dgram)
+    {
+        const auto* ep = pick(view(), client, vip, cport, 7001, udp_p);
+        ASSERT_NE(ep, nullptr);
+        b = addr_of(*ep);
+        dgram = from_client(ip4(udp_p, udpdgram(cport, 7001, 10), client, vip));
+        ASSERT_EQ(send(0, dgram).lan.size(), 1u);
+    }
+
     [[nodiscard]] stats::totals totals() const { return _counters->sum(); }
 
     static void expect_moved(const stats::totals& before, const stats::totals& after,
@@ -1081,11 +1093,9 @@ TEST_F(L4, UdpFlowBothWays)
 
 TEST_F(L4, RepliesFollowTheClientsNeighbourWhenItChanges)
 {
-    const auto* ep = pick(view(), client, vip, 5600, 7001, udp_p);
-    ASSERT_NE(ep, nullptr);
-    const net::ip_addr b = addr_of(*ep);
-    ASSERT_EQ(send(0, from_client(ip4(udp_p, udpdgram(5600, 7001, 10), client, vip))).lan.size(),
-              1u);
+    net::ip_addr b;
+    bytes dgram;
+    ASSERT_NO_FATAL_FAILURE(establish_udp(5600, b, dgram));
     const bytes reply = from_backend(b, ip4(udp_p, udpdgram(8001, 1024, 30), b, snat));
     const bytes back = ip4(udp_p, udpdgram(7001, 5600, 30), vip, client, {.ttl = 63});
     golden("reply: the next hop is looked up and kept in the flow", 1, reply, 0, to_client(back),
@@ -1103,11 +1113,9 @@ TEST_F(L4, RepliesFollowTheClientsNeighbourWhenItChanges)
 
 TEST_F(L4, AnEstablishedFlowStopsWhenItsVipLeavesTheConfig)
 {
-    const auto* ep = pick(view(), client, vip, 5700, 7001, udp_p);
-    ASSERT_NE(ep, nullptr);
-    const net::ip_addr b = addr_of(*ep);
-    const bytes dgram = from_client(ip4(udp_p, udpdgram(5700, 7001, 10), client, vip));
-    ASSERT_EQ(send(0, dgram).lan.size(), 1u);
+    net::ip_addr b;
+    bytes dgram;
+    ASSERT_NO_FATAL_FAILURE(establish_udp(5700, b, dgram));
     const uint64_t fast_before = _l4->fast_taken;
     golden("established: the fast path", 0, dgram, 1,
            to_backend(b, ip4(udp_p, udpdgram(1024, 8001, 10), snat, b, {.ttl = 63})),
@@ -1137,11 +1145,9 @@ TEST_F(L4, AnEstablishedFlowStopsWhenItsVipLeavesTheConfig)
 
 TEST_F(L4, AnEstablishedFlowRoutedToAPortTheWorkerLacksIsDroppedUntilTheRouteIsBack)
 {
-    const auto* ep = pick(view(), client, vip, 5710, 7001, udp_p);
-    ASSERT_NE(ep, nullptr);
-    const net::ip_addr b = addr_of(*ep);
-    const bytes dgram = from_client(ip4(udp_p, udpdgram(5710, 7001, 10), client, vip));
-    ASSERT_EQ(send(0, dgram).lan.size(), 1u);
+    net::ip_addr b;
+    bytes dgram;
+    ASSERT_NO_FATAL_FAILURE(establish_udp(5710, b, dgram));
     const bytes out = to_backend(b, ip4(udp_p, udpdgram(1024, 8001, 10), snat, b, {.ttl = 63}));
     const uint64_t fast_before = _l4->fast_taken;
     golden("established: the fast path", 0, dgram, 1, out, {{}, {{l4_event::flow_hits, 1}}});

@@ -413,6 +413,22 @@ bytes pkt6(uint8_t proto, const addr6& src, const addr6& dst, uint16_t sport, ui
     return p;
 }
 
+/// A random IPv4 TCP or UDP packet for the delta-form tests: random addresses and ports, up
+/// to 39 payload bytes, TTL `ttl`; with `corner_l4`, an L4 checksum from corner16 (0, 0xffff
+/// and their neighbours; a UDP 0 means no checksum).
+bytes random_nat_pkt4(std::mt19937& rng, uint8_t proto, uint8_t ttl, bool corner_l4)
+{
+    const uint32_t src = rng();
+    const uint32_t dst = rng();
+    const auto sp = static_cast<uint16_t>(rng());
+    const auto dp = static_cast<uint16_t>(rng());
+    bytes p = pkt4(proto, src, dst, sp, dp, random_bytes(rng, rng() % 40), ttl);
+    if (corner_l4) {
+        wr16(p.data() + 20 + (proto == tcp_p ? 16 : 6), corner16(rng));
+    }
+    return p;
+}
+
 TEST(RewriteNat, DeltaFormMatchesNatRewriteV4Randomized)
 {
     // The fast path's nat_rewrite_v4_delta against nat_rewrite_v4 (with TTL decrement) on
@@ -420,15 +436,7 @@ TEST(RewriteNat, DeltaFormMatchesNatRewriteV4Randomized)
     std::mt19937 rng(7);
     for (int i = 0; i < 20000; ++i) {
         const uint8_t proto = i % 2 == 0 ? tcp_p : udp_p;
-        bytes p =
-            pkt4(proto, rng(), rng(), static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()),
-                 random_bytes(rng, rng() % 40), static_cast<uint8_t>(rng() % 256));
-        if (i % 7 == 0) {
-            const size_t off = 20 + (proto == tcp_p ? 16 : 6);
-            const uint16_t c = corner16(rng);
-            p[off] = static_cast<uint8_t>(c >> 8);
-            p[off + 1] = static_cast<uint8_t>(c);
-        }
+        bytes p = random_nat_pkt4(rng, proto, static_cast<uint8_t>(rng() % 256), i % 7 == 0);
         bytes q = p;
         const addr4 ns = a4(rng());
         const addr4 nd = a4(rng());
@@ -463,19 +471,9 @@ TEST(RewriteNat, ReverseDeltaMatchesTheReverseRewriteRandomized)
     std::mt19937 rng(11);
     for (int i = 0; i < 20000; ++i) {
         const uint8_t proto = i % 2 == 0 ? tcp_p : udp_p;
-        bytes q =
-            pkt4(proto, rng(), rng(), static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()),
-                 random_bytes(rng, rng() % 40), static_cast<uint8_t>(2 + rng() % 254));
-        if (i % 5 == 0) {
-            const size_t off = 20 + (proto == tcp_p ? 16 : 6);
-            const uint16_t c = corner16(rng);
-            q[off] = static_cast<uint8_t>(c >> 8);
-            q[off + 1] = static_cast<uint8_t>(c);
-        }
+        bytes q = random_nat_pkt4(rng, proto, static_cast<uint8_t>(2 + rng() % 254), i % 5 == 0);
         if (i % 11 == 0) {
-            const uint16_t c = corner16(rng);
-            q[10] = static_cast<uint8_t>(c >> 8);
-            q[11] = static_cast<uint8_t>(c);
+            wr16(q.data() + 10, corner16(rng));
         }
         // The reply carries the rewritten tuple (new_*); its rewrite restores the old one.
         uint64_t new_a;
